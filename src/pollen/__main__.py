@@ -1,0 +1,3 @@
+from pollen.cli.app import main
+
+main()

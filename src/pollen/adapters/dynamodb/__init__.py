@@ -1,0 +1,1 @@
+"""DynamoDB adapter: clients, error translation, table administration and the store layer."""

@@ -1,0 +1,55 @@
+"""`pollen local`: the embedded stack in the foreground."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import threading
+from types import FrameType
+
+import typer
+
+from pollen.cli import runtime as rt
+from pollen.errors import PollenError
+from pollen.local.stack import EmbeddedStack
+
+
+def local(
+    ctx: typer.Context,
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="DynamoDB port (0: a free one)."),
+    json_output: bool = rt.JSON_OPTION,
+) -> None:
+    """Run the embedded stack (DynamoDB with streams) until Ctrl-C and print the variables that point at it."""
+    runtime = rt.start(ctx, json_output)
+    settings = runtime.settings
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    def action() -> None:
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with EmbeddedStack(
+                home=settings.home, port=port, table_prefix=settings.table_prefix, region=settings.region
+            ) as stack:
+                env = stack.environment()
+                if runtime.json_output:
+                    rt.print_json(runtime, {"ok": True, "environment": env})
+                else:
+                    for key, value in env.items():
+                        sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
+                    runtime.err.print("pollen local is running; Ctrl-C stops it.")
+                sys.stdout.flush()
+                while not stop.wait(0.5):
+                    try:
+                        stack.check_alive()
+                    except PollenError as exc:
+                        rt.fail(str(exc), json_output=False, exit_code=2)
+            runtime.err.print("pollen local stopped.")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    rt.run(runtime, action)

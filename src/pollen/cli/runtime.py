@@ -1,0 +1,145 @@
+"""What every command shares: settings from the environment plus flags, logging, metrics, output and exit codes.
+
+Exit status (CONTRACT.md): 0 success; 1 the command ran but something failed (the report says what);
+2 bad usage, bad configuration or an unreachable service, with one line on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pollen.errors import PollenError
+from pollen.observability import (
+    FileSink,
+    MetricsRecorder,
+    configure_logging,
+    new_correlation_id,
+    redact,
+)
+from pollen.report import JobReport
+from pollen.settings import Settings, load_settings
+
+JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object (the report) on stdout.")
+
+log = logging.getLogger("pollen.cli")
+
+
+@dataclass
+class Overrides:
+    """Global flags that override CONTRACT variables."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Runtime:
+    """A command's settings, metrics and consoles."""
+
+    settings: Settings
+    metrics: MetricsRecorder
+    correlation_id: str
+    json_output: bool
+    out: Console
+    err: Console
+
+    @property
+    def interactive(self) -> bool:
+        return not self.json_output and self.err.is_terminal
+
+
+def _overrides(ctx: typer.Context) -> dict[str, Any]:
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, Overrides) else Overrides()
+    return obj.values
+
+
+def fail(message: str, *, json_output: bool, exit_code: int = 2, secrets: list[str] | None = None) -> NoReturn:
+    """End the command with one line on stderr (and a JSON object on stdout with --json)."""
+    line = redact(message.splitlines()[0] if message else "failed", secrets or [])
+    if json_output:
+        sys.stdout.write(json.dumps({"ok": False, "error": line, "exit_code": exit_code}) + "\n")
+    sys.stderr.write(f"pollen: error: {line}\n")
+    raise typer.Exit(exit_code)
+
+
+def start(ctx: typer.Context, json_output: bool, **extra_overrides: Any) -> Runtime:
+    """Validate settings once and set up logging and metrics for one command."""
+    try:
+        settings = load_settings(**{**_overrides(ctx), **extra_overrides})
+    except PollenError as exc:
+        fail(str(exc), json_output=json_output, exit_code=exc.exit_code)
+    correlation_id = new_correlation_id()
+    configure_logging(
+        level=settings.log_level or "WARNING",
+        stream=sys.stderr,
+        secrets=settings.secret_values(),
+        correlation_id=correlation_id,
+        command=ctx.command_path,
+    )
+    log.debug("settings loaded", extra={"settings": settings.model_dump(mode="json")})
+    metrics = MetricsRecorder(FileSink(settings.home / "metrics.jsonl"))
+    return Runtime(
+        settings=settings,
+        metrics=metrics,
+        correlation_id=correlation_id,
+        json_output=json_output,
+        out=Console(soft_wrap=True),
+        err=Console(stderr=True),
+    )
+
+
+def run(runtime: Runtime, action: Callable[[], Any]) -> Any:
+    """Run an action, turning pollen errors into exit codes; metrics are flushed whatever happens."""
+    secrets = runtime.settings.secret_values()
+    try:
+        return action()
+    except PollenError as exc:
+        log.log(
+            logging.WARNING if exc.exit_code == 1 else logging.INFO,
+            "command failed",
+            extra={"error": str(exc), "error_type": type(exc).__name__},
+        )
+        fail(str(exc), json_output=runtime.json_output, exit_code=exc.exit_code, secrets=secrets)
+    except KeyboardInterrupt:
+        fail("interrupted", json_output=runtime.json_output, exit_code=130, secrets=secrets)
+    finally:
+        try:
+            runtime.metrics.flush()
+        except OSError as exc:  # metrics must never turn a result into a failure
+            log.warning("could not write metrics", extra={"error": str(exc)})
+
+
+def finish(runtime: Runtime, report: JobReport, render: Callable[[Runtime, JobReport], None] | None = None) -> None:
+    """Print the report (JSON or a table) and exit 0 when ok, 1 otherwise."""
+    if runtime.json_output:
+        sys.stdout.write(json.dumps(report.to_json_dict(), default=str) + "\n")
+    else:
+        (render or render_report)(runtime, report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def print_json(runtime: Runtime, payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+def render_report(runtime: Runtime, report: JobReport) -> None:
+    data = report.to_json_dict()
+    table = Table(title=f"{report.job}: {'ok' if report.ok else 'FAILED'}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        if key in ("job", "ok", "errors") or value in ([], {}, None):
+            continue
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    runtime.out.print(table)
+    for error in report.errors:
+        runtime.err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)

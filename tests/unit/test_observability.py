@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from pollen.observability import MemorySink, MetricsRecorder, configure_logging
+
+
+def test_logs_are_json_with_correlation_id_and_secrets_masked() -> None:
+    stream = io.StringIO()
+    configure_logging(level="INFO", stream=stream, secrets=["s3cr3t-value"], correlation_id="run-42")
+    logging.getLogger("pollen.test").info("token s3cr3t-value used", extra={"table": "assets"})
+    record = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert record["correlation_id"] == "run-42"
+    assert record["table"] == "assets"
+    assert record["level"] == "INFO"
+    assert "s3cr3t-value" not in stream.getvalue()
+    assert "***" in record["message"]
+
+
+def test_metrics_aggregate_and_flush_as_emf_under_pollen_namespace() -> None:
+    sink = MemorySink()
+    metrics = MetricsRecorder(sink)
+    metrics.count("WriteSuccess", 20, table="assets")
+    metrics.count("WriteSuccess", 5, table="assets")
+    metrics.count("WriteFailure", 1, table="earnings")
+    metrics.timing_ms("BatchLatency", 12.5, table="assets")
+    assert metrics.total("WriteSuccess") == 25
+    assert metrics.total("WriteSuccess", table="earnings") == 0
+    assert metrics.flush() == 2
+    by_table = {doc["table"]: doc for doc in sink.documents}
+    assets = by_table["assets"]
+    directive = assets["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "Pollen"
+    assert {m["Name"] for m in directive["Metrics"]} == {"WriteSuccess", "BatchLatency"}
+    assert assets["WriteSuccess"] in (25, 25.0, [25.0], [25])
+    assert by_table["earnings"]["WriteFailure"] in (1, 1.0, [1.0], [1])
+    assert metrics.flush() == 0  # flushed metrics are not sent twice
+
+
+def test_more_than_one_hundred_metrics_split_into_several_documents() -> None:
+    sink = MemorySink()
+    metrics = MetricsRecorder(sink)
+    for i in range(150):
+        metrics.count(f"M{i}")
+    assert metrics.flush() == 2
+    assert sum(len(d["_aws"]["CloudWatchMetrics"][0]["Metrics"]) for d in sink.documents) == 150
