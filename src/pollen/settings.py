@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     stream_batch_size: int = Field(10, ge=1, le=1000, validation_alias=AliasChoices("POLLEN_STREAM_BATCH_SIZE"))
     stream_window_s: float = Field(5.0, ge=0, validation_alias=AliasChoices("POLLEN_STREAM_WINDOW_S"))
 
+    pollenate_queue_url: Url | None = Field(None, validation_alias=AliasChoices("POLLEN_POLLENATE_QUEUE_URL"))
+    dead_letter_queue_url: Url | None = Field(None, validation_alias=AliasChoices("POLLEN_DEAD_LETTER_QUEUE_URL"))
+
     def secret_values(self) -> list[str]:
         """Every secret value held, for redaction filters."""
         values = [self.alpaca_key_id, self.alpaca_secret_key, self.alphavantage_api_key]

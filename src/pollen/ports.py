@@ -1,0 +1,99 @@
+"""The small Protocols the jobs depend on. Adapters implement them; tests may use in-process fakes.
+
+Items are plain Python values as the jobs see them: ``str``, ``Decimal`` (never float), ``int``, ``bool``,
+``None``, ``list``, ``dict``, ``set`` and ``bytes``. Table names are logical (``"assets"``); the store adds the
+prefix. Every method that writes returns a :class:`WriteReport`-like object and never drops an item silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal, Protocol
+
+from pollen.deadline import Deadline
+
+Item = dict[str, Any]
+Key = dict[str, Any]
+StatementFunction = Literal["CASH_FLOW", "BALANCE_SHEET", "INCOME_STATEMENT"]
+
+
+class WriteOutcome(Protocol):
+    """What a bulk write reports (the store's WriteReport implements it)."""
+
+    written: int
+    unchanged: int
+    duplicates: int
+    stale: int
+    invalid: int
+    failed: int
+
+    @property
+    def ok(self) -> bool: ...
+
+    def error_lines(self) -> list[str]: ...
+
+
+class DeadLetterSink(Protocol):
+    """Where items that could not be written go, in a form `pollen load` can replay."""
+
+    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None: ...
+
+
+class ItemStore(Protocol):
+    """The single dispatch point for every DynamoDB call the jobs make."""
+
+    def upsert(self, table: str, items: Iterable[Item], *, deadline: Deadline | None = None) -> WriteOutcome:
+        """Write items that changed (content compared without bookkeeping attributes); skip unchanged ones;
+        never apply an item whose ``lastSyncDate`` is older than the stored one."""
+        ...
+
+    def delete(self, table: str, keys: Iterable[Key], *, deadline: Deadline | None = None) -> WriteOutcome: ...
+
+    def get(self, table: str, key: Key) -> Item | None: ...
+
+    def batch_get(self, table: str, keys: Sequence[Key]) -> list[Item]: ...
+
+    def query(
+        self,
+        table: str,
+        *,
+        partition: tuple[str, Any],
+        sort_between: tuple[Any, Any] | None = None,
+        index: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Item]:
+        """Items with ``partition[0] == partition[1]`` (and the sort key within ``sort_between``, inclusive),
+        through ``index`` when given; falls back to a filtered Scan when the index is missing or failing."""
+        ...
+
+    def scan(self, table: str, *, segments: int = 1) -> Iterator[Item]: ...
+
+    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
+        """Delete ``old_key`` and put ``new_item`` in one transaction (raises PollenError when cancelled)."""
+        ...
+
+    def lease(self, job: str, ttl_s: float) -> AbstractContextManager[object]:
+        """Hold the job's lease for the block; raises LeaseHeld when another run holds it."""
+        ...
+
+
+class AssetSource(Protocol):
+    """Alpaca: raw asset dicts as the API sends them, and latest daily volumes."""
+
+    def active_assets(self) -> list[dict[str, Any]]: ...
+
+    def daily_volumes(self, symbols: Sequence[str]) -> dict[str, int]: ...
+
+
+class FundamentalsSource(Protocol):
+    """Alpha Vantage: raw payloads (every number a string). ``None`` means the API had no data (``{}``)."""
+
+    def earnings_calendar(self, horizon: Literal["3month", "6month", "12month"]) -> Iterator[dict[str, str]]: ...
+
+    def overview(self, symbol: str) -> dict[str, Any] | None: ...
+
+    def earnings(self, symbol: str) -> dict[str, Any] | None: ...
+
+    def statement(self, function: StatementFunction, symbol: str) -> dict[str, Any] | None: ...
