@@ -5,6 +5,9 @@ entry point calls :func:`configure_logging` once, which puts a Powertools JSON h
 logger with the run's correlation id. Everything written passes a redacting stream, so a secret value
 never reaches the log even if some library echoes it.
 
+Every metric with dimensions is also published under ``service`` alone (a second EMF dimension set), which
+is what the alarms in template.yaml watch.
+
 Metrics are aggregated in memory by :class:`MetricsRecorder` and flushed as EMF documents to a sink: stdout
 inside Lambda (CloudWatch picks them up), ``POLLEN_HOME/metrics.jsonl`` from the CLI. Aggregating first
 keeps Powertools from auto-flushing to stdout mid-run, which would break ``--json`` output.
@@ -190,6 +193,12 @@ class MetricsRecorder:
                 for name, unit, values in entries[start : start + _MAX_METRICS_PER_DOCUMENT]:
                     for sample in values:
                         provider.add_metric(name=name, unit=unit, value=sample)
-                self.sink.emit(dict(provider.serialize_metric_set()))
+                document: dict[str, Any] = dict(provider.serialize_metric_set())
+                if dims:
+                    # Publish the same values under the service alone too, so alarms and dashboards can use totals
+                    # (CloudWatch alarms cannot aggregate over dimensions themselves).
+                    for directive in document["_aws"]["CloudWatchMetrics"]:
+                        directive["Dimensions"].append(["service"])
+                self.sink.emit(document)
                 emitted += 1
         return emitted

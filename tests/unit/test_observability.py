@@ -34,6 +34,7 @@ def test_metrics_aggregate_and_flush_as_emf_under_pollen_namespace() -> None:
     directive = assets["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "Pollen"
     assert {m["Name"] for m in directive["Metrics"]} == {"WriteSuccess", "BatchLatency"}
+    assert sorted(map(sorted, directive["Dimensions"])) == [["service"], ["service", "table"]]
     assert assets["WriteSuccess"] in (25, 25.0, [25.0], [25])
     assert by_table["earnings"]["WriteFailure"] in (1, 1.0, [1.0], [1])
     assert metrics.flush() == 0  # flushed metrics are not sent twice
