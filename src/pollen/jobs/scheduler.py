@@ -13,6 +13,7 @@ Inactive assets are never due. The Alpha Vantage quota is respected by the run: 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Literal
@@ -23,10 +24,11 @@ from pollen.deadline import Deadline
 from pollen.domain.calendar import POLLENATED_AT
 from pollen.domain.values import timestamp
 from pollen.jobs.common import Clock, utc_now
-from pollen.jobs.pollenate import PollenateAsset, PollenateReport
+from pollen.jobs.pollenate import AssetResult, PollenateAsset, PollenateReport
 from pollen.jobs.sync_earnings import earnings_between
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore
+from pollen.report import Stopwatch
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
 log = logging.getLogger(__name__)
@@ -144,8 +146,13 @@ def pollenate_next(
     metrics: MetricsRecorder,
     clock: Clock = utc_now,
     deadline: Deadline | None = None,
+    on_result: Callable[[AssetResult], None] | None = None,
 ) -> PollenateNextReport:
     """Pick the N most due assets and pollenate them in that order."""
+    watch = Stopwatch()
     schedule = Scheduler(store, metrics=metrics, clock=clock).next_due(count)
-    run = PollenateAsset(store, source, metrics=metrics, clock=clock).run([d.symbol for d in schedule], deadline)
-    return PollenateNextReport(**run.model_dump(), schedule=schedule)
+    job = PollenateAsset(store, source, metrics=metrics, clock=clock)
+    run = job.run([d.symbol for d in schedule], deadline, on_result=on_result)
+    report = PollenateNextReport(**run.model_dump(), schedule=schedule)
+    report.duration_s = watch.elapsed_s
+    return report
