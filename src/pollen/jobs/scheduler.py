@@ -13,10 +13,10 @@ Inactive assets are never due. The Alpha Vantage quota is respected by the run: 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -28,7 +28,7 @@ from pollen.jobs.pollenate import AssetResult, PollenateAsset, PollenateReport
 from pollen.jobs.sync_earnings import earnings_between
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore
-from pollen.report import Stopwatch
+from pollen.report import JobReport, Stopwatch
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
 log = logging.getLogger(__name__)
@@ -154,5 +154,46 @@ def pollenate_next(
     job = PollenateAsset(store, source, metrics=metrics, clock=clock)
     run = job.run([d.symbol for d in schedule], deadline, on_result=on_result)
     report = PollenateNextReport(**run.model_dump(), schedule=schedule)
+    report.duration_s = watch.elapsed_s
+    return report
+
+
+class QueueSender(Protocol):
+    """Where pollenation requests go (the SQS queue in production)."""
+
+    def send(self, messages: Sequence[dict[str, Any]]) -> list[str]:
+        """Send JSON messages; returns an error line per message that was not accepted (empty when all were)."""
+        ...
+
+
+class ScheduleReport(JobReport):
+    job: str = "schedule-pollenation"
+    enqueued: int = 0
+    schedule: list[DueAsset] = []
+
+
+def enqueue_due(
+    store: ItemStore,
+    queue: QueueSender,
+    count: int,
+    *,
+    metrics: MetricsRecorder,
+    clock: Clock = utc_now,
+) -> ScheduleReport:
+    """Send the N most due symbols to the pollenation queue. Each message carries ``enqueuedAt``, so a consumer
+    can leave alone an asset pollenated since (a later schedule may have queued it again)."""
+    watch = Stopwatch()
+    schedule = Scheduler(store, metrics=metrics, clock=clock).next_due(count)
+    enqueued_at = timestamp(clock())
+    messages = [{"symbol": d.symbol, "reason": d.reason, "enqueuedAt": enqueued_at} for d in schedule]
+    report = ScheduleReport(schedule=schedule)
+    errors = queue.send(messages) if messages else []
+    report.enqueued = len(messages) - len(errors)
+    report.written = report.enqueued
+    report.failed = len(errors)
+    for line in errors:
+        report.add_error(line)
+    report.ok = not errors
+    metrics.count("Enqueued", report.enqueued, job="SchedulePollenation")
     report.duration_s = watch.elapsed_s
     return report
