@@ -102,6 +102,7 @@ def test_pollenate_symbols_and_next(world: World, tmp_path: Path) -> None:
     nxt = report(invoke(tmp_path, "pollenate", "--next", "2", "--json"))
     assert [a["symbol"] for a in nxt["assets"]] == ["MSFT", "BRK.B"]  # never pollenated, by volume
     assert [d["reason"] for d in nxt["schedule"]] == ["never pollenated", "never pollenated"]
+    assert nxt["schedule"][0]["volume"] == 900
 
 
 def test_assets_listing_by_volume_and_status(world: World, tmp_path: Path) -> None:

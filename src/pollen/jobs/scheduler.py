@@ -43,7 +43,7 @@ MIN_STALE_AGE = timedelta(hours=20)
 class DueAsset(BaseModel):
     symbol: str
     reason: Reason
-    volume: Decimal = Decimal(0)
+    volume: int = 0
     last_pollenation: str
     report_date: str | None = None
 
@@ -91,7 +91,7 @@ class Scheduler:
                         DueAsset(
                             symbol=str(asset["symbol"]),
                             reason="earnings",
-                            volume=volume,
+                            volume=int(volume),
                             last_pollenation=last,
                             report_date=str(entry["earnings_date"]),
                         ),
@@ -107,7 +107,7 @@ class Scheduler:
                 due[symbol] = DueAsset(
                     symbol=symbol,
                     reason="never pollenated",
-                    volume=Decimal(asset.get("volume", 0)),
+                    volume=int(asset.get("volume", 0)),
                     last_pollenation=NEVER_POLLENATED,
                 )
 
@@ -122,7 +122,7 @@ class Scheduler:
             due[str(asset["symbol"])] = DueAsset(
                 symbol=str(asset["symbol"]),
                 reason="stalest",
-                volume=Decimal(asset.get("volume", 0)),
+                volume=int(asset.get("volume", 0)),
                 last_pollenation=str(asset["lastPollenationDate"]),
             )
         chosen = list(due.values())[:count]
