@@ -217,3 +217,15 @@ def test_handlers_give_the_same_result_as_the_jobs_run_directly(world: World) ->
     for key in ("ok", "written", "unchanged", "failed", "invalid", "new", "fetched"):
         assert by_handler[key] == direct[key]
     assert world.store.items("assets") == other.items("assets")
+
+
+def test_auth_failure_in_a_batch_returns_every_message_and_is_counted(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call(sync_assets, scheduled_event())
+    capsys.readouterr()
+    world.fundamentals.errors[("OVERVIEW", "IBM")] = AuthError("the API key was refused")
+    response = call(pollenate, sqs_event("IBM", "MSFT"))
+    assert len(response["batchItemFailures"]) == 2
+    assert world.fundamentals.calls_for("MSFT") == []
+    assert "AuthFailed" in emf_metrics(capsys.readouterr().out)

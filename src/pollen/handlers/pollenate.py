@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pollen import wiring
 from pollen.domain.values import is_valid_symbol
-from pollen.errors import InvalidRecord, QuotaExhausted, TransientError
+from pollen.errors import AuthError, ConfigError, InvalidRecord, QuotaExhausted, TransientError
 from pollen.handlers.common import Dependencies, HandlerState, Invocation, LambdaContext, result
 from pollen.jobs.common import utc_now
 from pollen.jobs.pollenate import PollenateAsset, PollenateReport
@@ -94,6 +94,12 @@ def _batch(event: dict[str, Any], context: LambdaContext, job: PollenateAsset, r
         except QuotaExhausted:
             stopped.append("quota exhausted")
             run.metrics.count("QuotaExhausted", 1, job=STATE.job)
+            raise
+        except (AuthError, ConfigError) as exc:
+            # The batch processor would turn this into one item failure; it concerns every message.
+            stopped.append(type(exc).__name__)
+            run.metrics.count("AuthFailed" if isinstance(exc, AuthError) else "ConfigError", 1, job=STATE.job)
+            log.error("pollenation cannot run", extra={"error": str(exc)})
             raise
         if outcome.status in ("unknown asset", "invalid symbol"):
             run.metrics.count("MessagesInvalid", 1, job=STATE.job)
