@@ -51,6 +51,15 @@ def pollenate(
     rt.run(runtime, action)
 
 
+SHORT_NAMES = {
+    "companyOverview": "overview",
+    "earnings": "earnings",
+    "cashFlow": "cash",
+    "balanceSheet": "balance",
+    "incomeStatement": "income",
+}
+
+
 def render(runtime: rt.Runtime, report: JobReport) -> None:
     assert isinstance(report, PollenateReport)
     table = Table(title=f"pollenate: {'ok' if report.ok else 'FAILED'} in {report.duration_s:.1f}s")
@@ -59,7 +68,7 @@ def render(runtime: rt.Runtime, report: JobReport) -> None:
         table.add_column("why")
     table.add_column("status")
     for name in TABLE_ORDER:
-        table.add_column(name)
+        table.add_column(SHORT_NAMES.get(name, name))
     table.add_column("calls", justify="right")
     reasons = {d.symbol: d.reason for d in report.schedule} if isinstance(report, PollenateNextReport) else {}
     for result in report.assets:
@@ -71,6 +80,7 @@ def render(runtime: rt.Runtime, report: JobReport) -> None:
         row.append(str(result.calls))
         table.add_row(*row)
     runtime.out.print(table)
+    runtime.out.print("tables: +N items written, = unchanged, skip (quarter already stored), none (no data)")
     runtime.out.print(
         f"pollenated {report.pollenated}, stays due {report.stays_due}, written {report.written}, "
         f"unchanged {report.unchanged}, invalid {report.invalid}, API calls {report.calls} "
@@ -87,5 +97,5 @@ def _cell(result: AssetResult, table: str) -> str:
     if entry is None:
         return ""
     if entry.outcome == "written":
-        return f"{entry.written} written"
-    return entry.outcome
+        return f"+{entry.written}"
+    return {"unchanged": "=", "skipped": "skip", "no data": "none"}.get(entry.outcome, entry.outcome.upper())
