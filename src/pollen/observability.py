@@ -75,6 +75,10 @@ def configure_logging(
     std = logging.getLogger(SERVICE)
     for handler in list(std.handlers):
         std.removeHandler(handler)
+    # Powertools marks the logger it configured and would reuse (or index) the handler removed above.
+    for mark in ("init", "powertools_handler", "powertools_buffer_config", "powertools_buffer_cache"):
+        if hasattr(std, mark):
+            delattr(std, mark)
     logger = Logger(
         service=SERVICE,
         level=level,

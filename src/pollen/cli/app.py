@@ -7,9 +7,12 @@ from pathlib import Path
 import typer
 
 from pollen.cli import runtime as rt
-from pollen.cli import tables
+from pollen.cli import sync, tables
+from pollen.cli.check import check
 from pollen.cli.demo import demo
 from pollen.cli.local import local
+from pollen.cli.pollenate import pollenate
+from pollen.cli.queries import assets, earnings
 
 app = typer.Typer(
     name="pollen",
@@ -47,6 +50,11 @@ def configure(
 
 
 app.add_typer(tables.app, name="tables")
+app.add_typer(sync.app, name="sync")
+app.command("pollenate")(pollenate)
+app.command("assets")(assets)
+app.command("earnings")(earnings)
+app.command("check")(check)
 app.command("local")(local)
 app.command("demo")(demo)
 
