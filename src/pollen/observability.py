@@ -72,6 +72,11 @@ def configure_logging(
     std = logging.getLogger(SERVICE)
     for handler in list(std.handlers):
         std.removeHandler(handler)
+    # Powertools marks a configured logger and would reuse the (removed) handler; forget that, so a second call
+    # (a warm Lambda start, a second command in one process) installs a fresh one.
+    for attribute in ("init", "powertools_handler"):
+        if hasattr(std, attribute):
+            delattr(std, attribute)
     logger = Logger(
         service=SERVICE,
         level=level,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pollen.cli import runtime as rt
-from pollen.cli import tables
+from pollen.cli import stream, tables
 from pollen.cli.demo import demo
 from pollen.cli.local import local
 
@@ -47,6 +47,9 @@ def configure(
 
 
 app.add_typer(tables.app, name="tables")
+app.add_typer(stream.app, name="stream")
+app.command("backfill")(stream.backfill)
+app.command("search")(stream.search)
 app.command("local")(local)
 app.command("demo")(demo)
 
