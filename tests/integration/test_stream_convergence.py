@@ -147,7 +147,7 @@ def chaos_delivery(world: World, rng: random.Random) -> None:
 
 
 @given(ops=operations, data=st.data())
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_index_converges_to_tables(dynamodb: Any, streams: Any, ops: list[Any], data: st.DataObject) -> None:
     rng = random.Random(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     with tempfile.TemporaryDirectory() as home:
