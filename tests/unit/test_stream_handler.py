@@ -134,6 +134,9 @@ def test_bad_records_are_dead_lettered_whole(tmp_path: Path) -> None:
     assert stream_sync.handle({"Records": [bad]}, sync, table_prefix="dev-") == {"batchItemFailures": []}
     ((table, record, reason),) = letters.letters
     assert table == "companyOverview" and record == bad and "NewImage" in reason
+    outcome = sync.apply_records([bad], "companyOverview")
+    assert outcome.ok and outcome.invalid == 1
+    assert outcome.errors == [f"companyOverview record {SEQ + 1}: dead-lettered: {reason}"]
 
 
 def test_handler_entry_point_uses_settings(

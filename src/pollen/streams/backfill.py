@@ -81,7 +81,7 @@ def run_backfill(
     report.positions = positions
     report.written = report.indexed
     report.unchanged = report.conflicts
-    report.ok = report.failed == 0 and report.invalid == 0
+    report.ok = report.failed == 0 and report.invalid == 0 and report.dead_letters == 0
     report.duration_s = watch.elapsed_s
     return report
 

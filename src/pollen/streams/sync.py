@@ -80,6 +80,7 @@ class BatchOutcome:
 
     @property
     def ok(self) -> bool:
+        """Nothing left to deliver again (dead letters are handled: kept whole, named in ``errors``)."""
         return not self.failed
 
     def earliest_failed(self) -> str | None:
@@ -184,6 +185,10 @@ class StreamSync:
 
     def _dead_letter(self, outcome: BatchOutcome, table: str, record: Mapping[str, Any], reason: str) -> None:
         outcome.dead_letters += 1
+        sequence = str(record.get("dynamodb", {}).get("SequenceNumber", "")) if isinstance(record, Mapping) else ""
+        if len(outcome.errors) < 20:
+            where = f"{table or 'unknown'} record {sequence}" if sequence else f"{table or 'unknown'} document"
+            outcome.errors.append(f"{where}: dead-lettered: {reason}"[:300])
         self.metrics.count("DeadLetters", table=table or "unknown")
         log.warning("dead-lettered stream record", extra={"table": table, "reason": reason[:300]})
         self.dead_letters.put(table, dict(record), reason)
