@@ -123,7 +123,7 @@ def test_bulk_body_is_conditional_scripted_upserts(scripted: type[ScriptedConnec
         "doc": {"symbol": "A", "v": str(BASE + 2)},
         "sequence_number": str(BASE + 2),
         "table": "companyOverview",
-        "now": 1000.0,
+        "now": 1_000_000,
     }
     assert lines[3]["script"]["params"]["deleted"] is True and lines[3]["script"]["params"]["doc"] is None
     assert lines[1]["script"]["source"] == VERSION_SCRIPT and "ctx.op = 'none'" in VERSION_SCRIPT
@@ -260,3 +260,15 @@ def test_search_and_tombstone_filter(scripted: type[ScriptedConnection]) -> None
         )
     )
     assert index.get("companyOverview", "X") is None
+
+
+def test_purge_tombstones_deletes_only_old_tombstones(scripted: type[ScriptedConnection]) -> None:
+    index, _ = make_index()
+    scripted.responses.append((200, {"took": 4, "timed_out": False, "total": 2, "deleted": 2, "failures": []}))
+    assert index.purge_tombstones(older_than_s=100) == 2
+    _method, url, body = scripted.requests[0]
+    assert url.startswith("/dev-assets,dev-earningscalendar,dev-companyoverview/_delete_by_query")
+    assert json.loads(body)["query"]["bool"]["filter"] == [
+        {"term": {"pollen.deleted": True}},
+        {"range": {"pollen.updated_at": {"lt": 900_000}}},
+    ]

@@ -16,7 +16,7 @@ Per-item outcomes of a ``_bulk`` response:
 - any other 4xx (400 mapping errors, ...): rejected, dead-lettered with the full record by the caller.
 
 Documents are ``{"doc": <item as JSON>, "pollen": {"version", "deleted", "sequence_number", "table",
-"updated_at"}}``; index names are the physical table names lowercased (OpenSearch index names must be lowercase).
+"updated_at"}}`` (``updated_at`` in epoch milliseconds); index names are the physical table names lowercased (OpenSearch index names must be lowercase).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class OpenSearchIndex:
 
     def bulk_body(self, changes: Sequence[Change]) -> list[dict[str, Any]]:
         """The ``_bulk`` body (action line, then source line, per change)."""
-        now = self.clock()
+        now = int(self.clock() * 1000)  # epoch milliseconds: dynamic mapping makes it a long, not a lossy float
         body: list[dict[str, Any]] = []
         for change in changes:
             body.append(
@@ -186,7 +186,7 @@ class OpenSearchIndex:
         return retry
 
     def purge_tombstones(self, older_than_s: float = TOMBSTONE_RETENTION_S) -> int:
-        cutoff = self.clock() - older_than_s
+        cutoff = int((self.clock() - older_than_s) * 1000)
         response = self.client.delete_by_query(
             index=",".join(self.index_name(t.name) for t in STREAMED_TABLES),
             body={
