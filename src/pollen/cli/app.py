@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pollen.cli import runtime as rt
-from pollen.cli import sync, tables
+from pollen.cli import stream, sync, tables
 from pollen.cli.check import check
 from pollen.cli.demo import demo
 from pollen.cli.local import local
@@ -55,6 +55,9 @@ app.command("pollenate")(pollenate)
 app.command("assets")(assets)
 app.command("earnings")(earnings)
 app.command("check")(check)
+app.add_typer(stream.app, name="stream")
+app.command("backfill")(stream.backfill)
+app.command("search")(stream.search)
 app.command("local")(local)
 app.command("demo")(demo)
 
