@@ -43,6 +43,10 @@ class RedactingStream:
         self._inner = inner
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask more values from now on (credentials fetched after logging was configured)."""
+        self._secrets = sorted(set(self._secrets) | {s for s in secrets if s}, key=len, reverse=True)
+
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
@@ -57,6 +61,17 @@ class RedactingStream:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     return RedactingStream(sys.stderr, secrets).redact(text)
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Add values (e.g. credentials read from Secrets Manager) to the redaction of the configured log handlers."""
+    values = [s for s in secrets if s]
+    if not values:
+        return
+    for handler in logging.getLogger(SERVICE).handlers:
+        stream = getattr(handler, "stream", None)
+        if isinstance(stream, RedactingStream):
+            stream.add(values)
 
 
 def new_correlation_id() -> str:
@@ -75,6 +90,10 @@ def configure_logging(
     std = logging.getLogger(SERVICE)
     for handler in list(std.handlers):
         std.removeHandler(handler)
+    # Powertools marks the logger it configured and would reuse (or index) the handler removed above.
+    for mark in ("init", "powertools_handler", "powertools_buffer_config", "powertools_buffer_cache"):
+        if hasattr(std, mark):
+            delattr(std, mark)
     logger = Logger(
         service=SERVICE,
         level=level,

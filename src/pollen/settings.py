@@ -53,10 +53,14 @@ class Settings(BaseSettings):
         "", validation_alias=AliasChoices("POLLEN_TABLE_PREFIX")
     )
     secret_id: str | None = Field(None, validation_alias=AliasChoices("POLLEN_SECRET_ID"))
+    #: Secrets Manager endpoint (boto3's own variable), for a local stand-in.
+    secrets_endpoint: Url | None = Field(None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
     alpaca_key_id: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_API_KEY_ID"))
     alpaca_secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_API_SECRET_KEY"))
     alpaca_base_url: Url = Field("https://paper-api.alpaca.markets", validation_alias=AliasChoices("ALPACA_BASE_URL"))
     alpaca_data_url: Url = Field("https://data.alpaca.markets", validation_alias=AliasChoices("ALPACA_DATA_URL"))
+    #: Alpaca market-data feed for snapshots ("iex" works on every plan, "sip" needs a subscription).
+    alpaca_data_feed: str | None = Field("iex", validation_alias=AliasChoices("POLLEN_ALPACA_FEED"))
     alphavantage_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPHAVANTAGE_API_KEY"))
     alphavantage_base_url: Url = Field(
         "https://www.alphavantage.co", validation_alias=AliasChoices("ALPHAVANTAGE_BASE_URL")

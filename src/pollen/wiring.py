@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, cast
 
+from pollen.adapters import sources
 from pollen.observability import MetricsRecorder
 from pollen.ports import AssetSource, FundamentalsSource, ItemStore
 from pollen.settings import Settings
@@ -20,6 +21,5 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
 
 
 def build_sources(settings: Settings, metrics: MetricsRecorder) -> tuple[AssetSource, FundamentalsSource]:
-    """The Alpaca and Alpha Vantage clients (pollen.adapters.sources) for these settings."""
-    module = importlib.import_module("pollen.adapters.sources")
-    return cast(tuple[AssetSource, FundamentalsSource], module.build_sources(settings, metrics))
+    """The Alpaca and Alpha Vantage clients for these settings."""
+    return sources.build_sources(settings, metrics)

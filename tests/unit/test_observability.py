@@ -47,3 +47,18 @@ def test_more_than_one_hundred_metrics_split_into_several_documents() -> None:
         metrics.count(f"M{i}")
     assert metrics.flush() == 2
     assert sum(len(d["_aws"]["CloudWatchMetrics"][0]["Metrics"]) for d in sink.documents) == 150
+
+
+def test_configure_logging_twice_in_one_process_logs_to_the_new_stream() -> None:
+    """Warm Lambda invocations and in-process CLI runs configure logging again."""
+    import io
+    import logging
+
+    from pollen.observability import configure_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(level="INFO", stream=first)
+    configure_logging(level="INFO", stream=second)
+    logging.getLogger("pollen.test").info("hello again")
+    assert "hello again" in second.getvalue()
+    assert "hello again" not in first.getvalue()

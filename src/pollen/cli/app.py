@@ -7,9 +7,12 @@ from pathlib import Path
 import typer
 
 from pollen.cli import runtime as rt
-from pollen.cli import tables
+from pollen.cli import stream, sync, tables
+from pollen.cli.check import check
 from pollen.cli.demo import demo
 from pollen.cli.local import local
+from pollen.cli.pollenate import pollenate
+from pollen.cli.queries import assets, earnings
 
 app = typer.Typer(
     name="pollen",
@@ -47,6 +50,14 @@ def configure(
 
 
 app.add_typer(tables.app, name="tables")
+app.add_typer(sync.app, name="sync")
+app.command("pollenate")(pollenate)
+app.command("assets")(assets)
+app.command("earnings")(earnings)
+app.command("check")(check)
+app.add_typer(stream.app, name="stream")
+app.command("backfill")(stream.backfill)
+app.command("search")(stream.search)
 app.command("local")(local)
 app.command("demo")(demo)
 

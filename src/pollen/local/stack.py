@@ -120,7 +120,8 @@ class MotoServer:
 
 
 class EmbeddedStack:
-    """Everything pollen needs on one machine: DynamoDB (moto, with streams) and the tables."""
+    """Everything pollen needs on one machine: DynamoDB (moto, with streams) and the tables, and with
+    ``simulator=True`` the upstream simulator of Alpaca and Alpha Vantage."""
 
     def __init__(
         self,
@@ -130,18 +131,27 @@ class EmbeddedStack:
         table_prefix: str = "",
         region: str = "us-east-1",
         create_tables: bool = True,
+        simulator: bool = False,
+        simulator_port: int = 0,
+        simulator_options: dict[str, Any] | None = None,
     ) -> None:
+        from pollen.local.simulator.server import SimulatorProcess
+
         self.home = home
         self.table_prefix = table_prefix
         self.region = region
         self.create_tables = create_tables
         self.dynamodb = MotoServer(port=port)
         self.tables_report: TablesReport | None = None
+        #: The upstream simulator (a child process; ``.configure(day=...)`` changes it at runtime), when asked for.
+        self.simulator = SimulatorProcess(port=simulator_port, **(simulator_options or {})) if simulator else None
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> EmbeddedStack:
         try:
             self._stack.enter_context(self.dynamodb)
+            if self.simulator is not None:
+                self._stack.enter_context(self.simulator)
             if self.create_tables:
                 client = make_client("dynamodb", region=self.region, endpoint_url=self.dynamodb.endpoint)
                 self.tables_report = ensure_tables(client, self.table_prefix)
@@ -155,10 +165,14 @@ class EmbeddedStack:
 
     def check_alive(self) -> None:
         self.dynamodb.check_alive()
+        if self.simulator is not None:
+            self.simulator.check_alive()
 
     def environment(self) -> dict[str, str]:
         """The CONTRACT variables that point a pollen command (or any boto3 program) at this stack."""
+        upstream = self.simulator.environment() if self.simulator is not None else {}
         return {
+            **upstream,
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb.endpoint,
             "AWS_REGION": self.region,

@@ -1,0 +1,257 @@
+"""Alpaca client: active assets through alpaca-py's TradingClient (raw JSON), daily volumes from stock snapshots.
+
+alpaca-py's typed ``Asset`` rejects enum values it does not know (Alpaca adds exchanges and classes), so the
+trading client runs with ``raw_data=True`` and the assets come back exactly as the API sent them; validation is
+the domain's job. alpaca-py's own 429 handling (fixed sleeps, headers ignored) is switched off: this client retries
+429s after the ``Retry-After``/``X-RateLimit-Reset`` the server gave, and other transient failures with capped
+exponential backoff and full jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import requests
+from pydantic import SecretStr
+
+from pollen.adapters.http import Backoff, error_for_status
+from pollen.errors import (
+    AuthError,
+    ConfigError,
+    PermanentError,
+    PollenError,
+    ServiceUnavailable,
+    ThrottledError,
+    TransientError,
+)
+from pollen.observability import MetricsRecorder
+
+log = logging.getLogger(__name__)
+
+SERVICE = "Alpaca"
+_STOCK_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+T = TypeVar("T")
+
+
+class _TimeoutSession(requests.Session):
+    """alpaca-py sends its requests without a timeout; give every request one."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override,unused-ignore]
+        kwargs.setdefault("timeout", self.timeout_s)
+        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type,unused-ignore]
+
+
+def _secret(value: SecretStr | str | None) -> SecretStr | None:
+    return value if isinstance(value, SecretStr) or value is None else SecretStr(value)
+
+
+class AlpacaClient:
+    """Implements :class:`pollen.ports.AssetSource`."""
+
+    def __init__(
+        self,
+        key_id: SecretStr | str | None,
+        secret_key: SecretStr | str | None,
+        *,
+        base_url: str = "https://paper-api.alpaca.markets",
+        data_url: str = "https://data.alpaca.markets",
+        feed: str | None = "iex",
+        metrics: MetricsRecorder | None = None,
+        trading: Any | None = None,
+        http: httpx.Client | None = None,
+        backoff: Backoff | None = None,
+        snapshot_batch: int = 200,
+        timeout_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._key_id = _secret(key_id)
+        self._secret_key = _secret(secret_key)
+        self.base_url = base_url.rstrip("/")
+        self.data_url = data_url.rstrip("/")
+        self.feed = feed
+        self.metrics = metrics or MetricsRecorder()
+        self.backoff = backoff or Backoff()
+        self.snapshot_batch = max(1, snapshot_batch)
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+        self._trading = trading
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0))
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def _credentials(self) -> tuple[str, str]:
+        key_id = self._key_id.get_secret_value() if self._key_id else ""
+        secret = self._secret_key.get_secret_value() if self._secret_key else ""
+        if not key_id or not secret:
+            raise ConfigError(
+                "ALPACA_API_KEY_ID and ALPACA_API_SECRET_KEY are not set (nor in the secret named by POLLEN_SECRET_ID)"
+            )
+        return key_id, secret
+
+    def _trading_client(self) -> Any:
+        if self._trading is None:
+            from alpaca.trading.client import TradingClient
+
+            key_id, secret = self._credentials()
+            client = TradingClient(key_id, secret, raw_data=True, url_override=self.base_url)
+            client._retry = 0  # no blind 3-second sleeps on 429: we honour the server's headers ourselves
+            client._session = _TimeoutSession(self.timeout_s)
+            self._trading = client
+        return self._trading
+
+    # ---- the port ---------------------------------------------------------------------------------------------
+
+    def active_assets(self) -> list[dict[str, Any]]:
+        """Every active asset, raw, as the API sent it (one response: /v2/assets has no pagination)."""
+        from alpaca.trading.enums import AssetStatus
+        from alpaca.trading.requests import GetAssetsRequest
+
+        def call() -> list[dict[str, Any]]:
+            client = self._trading_client()
+            try:
+                raw = client.get_all_assets(GetAssetsRequest(status=AssetStatus.ACTIVE))
+            except Exception as exc:
+                raise self._translate(exc) from None
+            if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+                raise TransientError(f"{SERVICE} sent an asset list that is not a list of objects", code="malformed")
+            return raw
+
+        assets = self._with_retries("assets", call)
+        self.metrics.count("AssetsFetched", len(assets), api="alpaca")
+        return assets
+
+    def daily_volumes(self, symbols: Sequence[str]) -> dict[str, int]:
+        """Latest daily-bar volume per symbol, from the stock snapshots API, many symbols per request.
+
+        Symbols the stocks API cannot take (crypto pairs like ``BTC/USD``) are left out, as are symbols without a
+        daily bar; a batch refused for one bad symbol is split until the symbol is isolated and dropped.
+        """
+        wanted = list(dict.fromkeys(s for s in symbols if s and set(s) <= _STOCK_SYMBOL_CHARS))
+        volumes: dict[str, int] = {}
+        pending = [wanted[i : i + self.snapshot_batch] for i in range(0, len(wanted), self.snapshot_batch)]
+        while pending:
+            batch = pending.pop()
+            try:
+                snapshots = self._with_retries("snapshots", lambda batch=batch: self._snapshots(batch))  # type: ignore[misc]
+            except PermanentError as err:
+                if err.code != "400" or isinstance(err, AuthError):
+                    raise
+                if len(batch) == 1:
+                    log.warning("Alpaca refused a symbol for snapshots", extra={"symbol": batch[0]})
+                    self.metrics.count("SnapshotSymbolsRefused", api="alpaca")
+                    continue
+                middle = len(batch) // 2
+                pending += [batch[:middle], batch[middle:]]
+                continue
+            for symbol, snapshot in snapshots.items():
+                volume = _daily_volume(snapshot)
+                if volume is not None:
+                    volumes[symbol] = volume
+        self.metrics.count("VolumesFetched", len(volumes), api="alpaca")
+        return volumes
+
+    # ---- internals --------------------------------------------------------------------------------------------
+
+    def _snapshots(self, batch: list[str]) -> dict[str, Any]:
+        key_id, secret = self._credentials()
+        params = {"symbols": ",".join(batch)}
+        if self.feed:
+            params["feed"] = self.feed
+        headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret}
+        try:
+            response = self._http.get(f"{self.data_url}/v2/stocks/snapshots", params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.data_url) from None
+        if response.status_code != 200:
+            raise error_for_status(response.status_code, SERVICE, response.headers)
+        try:
+            body = response.json()
+        except ValueError:
+            raise TransientError(f"{SERVICE} sent a corrupt snapshots body", code="malformed") from None
+        if not isinstance(body, dict):
+            raise TransientError(f"{SERVICE} sent snapshots that are not an object", code="malformed")
+        # Older responses wrap the map in {"snapshots": {...}}.
+        inner = body.get("snapshots")
+        return inner if isinstance(inner, dict) and len(body) == 1 else body
+
+    def _with_retries(self, call_name: str, call: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                self.metrics.count("UpstreamRequests", api="alpaca", call=call_name)
+                result = call()
+                self.metrics.timing_ms(
+                    "UpstreamLatency", (time.perf_counter() - started) * 1000, api="alpaca", call=call_name
+                )
+                return result
+            except PollenError as err:
+                self.metrics.count("UpstreamErrors", api="alpaca", call=call_name, kind=type(err).__name__)
+                if isinstance(err, ThrottledError):
+                    self.metrics.count("UpstreamThrottled", api="alpaca")
+                if isinstance(err, AuthError):
+                    self.metrics.count("UpstreamAuthFailures", api="alpaca")
+                attempt += 1
+                if not err.transient or attempt >= self.backoff.max_attempts:
+                    raise
+                wait = self.backoff.delay(attempt - 1, getattr(err, "retry_after_s", None))
+                log.info("retrying Alpaca call", extra={"call": call_name, "error": str(err), "wait_s": round(wait, 3)})
+                self._sleep(wait)
+
+    def _translate(self, exc: Exception) -> PollenError:
+        from alpaca.common.exceptions import APIError
+
+        if isinstance(exc, APIError):
+            response = exc.response
+            status = exc.status_code
+            if response is not None and status is not None:
+                return error_for_status(int(status), SERVICE, response.headers)
+            return TransientError(f"{SERVICE} API error without a status", code="api_error")
+        if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+            exc, requests.exceptions.ChunkedEncodingError
+        ):
+            if isinstance(exc.__context__, Exception) and "IncompleteRead" in repr(exc):
+                return TransientError(f"{SERVICE} response was cut off", code="truncated")
+            return ServiceUnavailable(f"{SERVICE} is unreachable at {self.base_url}", code="connect")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return TransientError(f"{SERVICE} timed out", code="timeout")
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+            return TransientError(f"{SERVICE} response was cut off", code="truncated")
+        if isinstance(exc, ValueError):  # requests' JSONDecodeError is a ValueError
+            return TransientError(f"{SERVICE} sent a corrupt body", code="malformed")
+        if isinstance(exc, requests.exceptions.RequestException):
+            return TransientError(f"{SERVICE} request failed: {type(exc).__name__}", code="transport")
+        return PermanentError(f"{SERVICE} call failed: {type(exc).__name__}", code="unexpected")
+
+
+def _transport_error(exc: httpx.HTTPError, url: str) -> PollenError:
+    if isinstance(exc, httpx.ConnectError):
+        return ServiceUnavailable(f"{SERVICE} is unreachable at {url}", code="connect")
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientError(f"{SERVICE} timed out", code="timeout")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return TransientError(f"{SERVICE} response was cut off", code="truncated")
+    return TransientError(f"{SERVICE} request failed: {type(exc).__name__}", code="transport")
+
+
+def _daily_volume(snapshot: Any) -> int | None:
+    if not isinstance(snapshot, dict):
+        return None
+    bar = snapshot.get("dailyBar")
+    if not isinstance(bar, dict):
+        return None
+    volume = bar.get("v")
+    if isinstance(volume, bool) or not isinstance(volume, int | float) or volume < 0:
+        return None
+    return int(volume)

@@ -1,0 +1,32 @@
+"""`pollen check [--repair]`."""
+
+from __future__ import annotations
+
+import typer
+
+from pollen.cli import runtime as rt
+from pollen.cli import wiring
+from pollen.jobs.check import CheckReport, ConsistencyCheck
+from pollen.report import JobReport
+
+
+def check(
+    ctx: typer.Context,
+    repair: bool = typer.Option(False, "--repair", help="Fix what the check finds."),
+    json_output: bool = rt.JSON_OPTION,
+) -> None:
+    """Consistency validation: one asset item per symbol, required attributes, stale rescheduled reports."""
+    runtime = rt.start(ctx, json_output)
+
+    def action() -> None:
+        report = ConsistencyCheck(wiring.store(runtime), metrics=runtime.metrics).run(repair=repair)
+        rt.finish(runtime, report, render=_render)
+
+    rt.run(runtime, action)
+
+
+def _render(runtime: rt.Runtime, report: JobReport) -> None:
+    assert isinstance(report, CheckReport)
+    rt.render_report(runtime, report.model_copy(update={"defects": []}))
+    for line in report.defects:
+        runtime.out.print(f"  {line}", highlight=False, markup=False)

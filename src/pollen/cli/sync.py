@@ -1,0 +1,50 @@
+"""`pollen sync assets` and `pollen sync earnings [--horizon]`."""
+
+from __future__ import annotations
+
+import contextlib
+
+import typer
+
+from pollen.cli import runtime as rt
+from pollen.cli import wiring
+from pollen.jobs.sync_assets import SyncAssets
+from pollen.jobs.sync_earnings import HORIZONS, SyncEarningsCalendar
+
+app = typer.Typer(help="Synchronise upstream data into the tables.", no_args_is_help=True)
+
+
+@app.command("assets")
+def sync_assets(ctx: typer.Context, json_output: bool = rt.JSON_OPTION) -> None:
+    """SyncAssets: Alpaca's active assets into `assets` (volumes, inactive assets, consistency check)."""
+    runtime = rt.start(ctx, json_output)
+
+    def action() -> None:
+        store = wiring.store(runtime)
+        assets, _ = wiring.sources(runtime)
+        with wiring.progress(runtime, "writing assets") as update:
+            report = SyncAssets(store, assets, metrics=runtime.metrics, progress=update).run()
+        rt.finish(runtime, report)
+
+    rt.run(runtime, action)
+
+
+@app.command("earnings")
+def sync_earnings(
+    ctx: typer.Context,
+    horizon: str = typer.Option("3month", "--horizon", help="3month, 6month or 12month."),
+    json_output: bool = rt.JSON_OPTION,
+) -> None:
+    """SyncEarningsCalendar: Alpha Vantage's EARNINGS_CALENDAR into `earningsCalendar`."""
+    if horizon not in HORIZONS:
+        rt.fail(f"unknown horizon {horizon!r}; use one of {', '.join(HORIZONS)}", json_output=json_output)
+    runtime = rt.start(ctx, json_output)
+
+    def action() -> None:
+        store = wiring.store(runtime)
+        _, fundamentals = wiring.sources(runtime)
+        with runtime.err.status("syncing the earnings calendar") if runtime.interactive else contextlib.nullcontext():
+            report = SyncEarningsCalendar(store, fundamentals, metrics=runtime.metrics).run(horizon)
+        rt.finish(runtime, report)
+
+    rt.run(runtime, action)

@@ -1,0 +1,65 @@
+"""What the job commands share: adapters from settings (through pollen.wiring), JSON-friendly items, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pollen import wiring
+from pollen.cli.runtime import Runtime
+from pollen.errors import ConfigError
+from pollen.ports import AssetSource, FundamentalsSource, ItemStore
+
+
+def store(runtime: Runtime) -> ItemStore:
+    try:
+        return wiring.build_store(runtime.settings, runtime.metrics)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"the DynamoDB store is not installed ({exc.name})") from None
+
+
+def sources(runtime: Runtime) -> tuple[AssetSource, FundamentalsSource]:
+    try:
+        return wiring.build_sources(runtime.settings, runtime.metrics)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"the upstream clients are not installed ({exc.name})") from None
+
+
+def plain(value: Any) -> Any:
+    """An item value for JSON output: integral Decimals as ints, others as floats (display only; `pollen export`
+    is the exact form)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(plain(v) for v in value)
+    return value
+
+
+@contextmanager
+def progress(runtime: Runtime, description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr when it is a terminal (never with --json); yields an update(done, total)."""
+    if not runtime.interactive:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=runtime.err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

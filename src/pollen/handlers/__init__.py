@@ -1,0 +1,1 @@
+"""AWS Lambda entry points, one module per function; each exposes ``handler(event, context)``."""

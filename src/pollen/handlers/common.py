@@ -1,0 +1,108 @@
+"""What the Lambda handlers share: settings (validated once per process), Powertools logging, EMF metrics to
+stdout, the deadline from the context, and cached adapters.
+
+Each handler module has a ``build_dependencies(settings, metrics)`` function: the seam through which tests inject
+fakes (the real one goes through pollen.wiring). Adapters are built once per warm container.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pollen.deadline import Deadline
+from pollen.errors import AuthError, ConfigError, PollenError
+from pollen.observability import MetricsRecorder, StdoutSink, configure_logging
+from pollen.ports import AssetSource, FundamentalsSource, ItemStore
+from pollen.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds kept back from Lambda's remaining time to finish, report and flush metrics.
+DEADLINE_MARGIN_S = 15.0
+
+
+class LambdaContext(Protocol):
+    aws_request_id: str
+    function_name: str
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass
+class Dependencies:
+    store: ItemStore
+    assets: AssetSource | None = None
+    fundamentals: FundamentalsSource | None = None
+    queue: Any = None
+
+
+@dataclass
+class Invocation:
+    settings: Settings
+    metrics: MetricsRecorder
+    deadline: Deadline
+    dependencies: Dependencies
+
+
+Builder = Callable[[Settings, MetricsRecorder], Dependencies]
+
+
+class HandlerState:
+    """Per-module state that survives warm invocations: settings, metrics recorder, adapters."""
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.settings: Settings | None = None
+        self.metrics = MetricsRecorder(StdoutSink())
+        self.dependencies: Dependencies | None = None
+        self.cold = True
+
+    def reset(self) -> None:
+        self.settings = None
+        self.dependencies = None
+        self.cold = True
+
+    @contextmanager
+    def invocation(self, context: LambdaContext, build: Builder) -> Iterator[Invocation]:
+        if self.settings is None:
+            self.settings = load_settings()
+        settings = self.settings
+        logger = configure_logging(
+            level=settings.log_level or "INFO",
+            secrets=settings.secret_values(),
+            correlation_id=getattr(context, "aws_request_id", None),
+            job=self.job,
+            function_name=getattr(context, "function_name", self.job),
+        )
+        logger.append_keys(cold_start=self.cold)
+        self.cold = False
+        deadline = Deadline.from_lambda_context(context, DEADLINE_MARGIN_S)
+        try:
+            if self.dependencies is None:
+                self.dependencies = build(settings, self.metrics)
+            log.info("invocation started", extra={"remaining_s": round(deadline.remaining_s(), 1)})
+            yield Invocation(settings, self.metrics, deadline, self.dependencies)
+        except AuthError as exc:
+            self.metrics.count("AuthFailed", 1, job=self.job)
+            log.error("authentication failed", extra={"error": str(exc)})
+            raise
+        except ConfigError as exc:
+            self.metrics.count("ConfigError", 1, job=self.job)
+            log.error("configuration error", extra={"error": str(exc)})
+            raise
+        except PollenError as exc:
+            self.metrics.count("InvocationFailed", 1, job=self.job, error=type(exc).__name__)
+            log.error("invocation failed", extra={"error": str(exc), "error_type": type(exc).__name__})
+            raise
+        finally:
+            self.metrics.flush()
+
+
+def result(report: Any) -> dict[str, Any]:
+    """A report as the invocation's JSON result."""
+    data: dict[str, Any] = report.to_json_dict()
+    return data

@@ -1,0 +1,213 @@
+"""Consistency validation and repair (`pollen check [--repair]`, and SyncAssets after writing).
+
+Rules:
+- ``assets``: exactly one item per symbol. With more, the newest ``lastPollenationDate`` is the key that stays and
+  the most recently synced content is what it holds; every other item is folded into it with ``move_sort_key``
+  (one transaction each, so a reader never sees zero items for the symbol).
+- ``assets``: required attributes (``REQUIRED_ASSET_ATTRIBUTES``). ``volume`` (0), ``status`` (``inactive``
+  until the next sync says otherwise) and ``lastSyncDate`` can be filled in; ``id``, ``class`` and ``exchange``
+  only the next sync can restore, so they are reported.
+- ``earningsCalendar``: one item per (symbol, fiscal_date_ending). Extra items are stale reschedules: the one
+  synced last (then the later date) stays, the others are deleted. A missing or wrong ``earnings_month`` (the
+  GSI's partition) is recomputed from ``earnings_date``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from pydantic import Field
+
+from pollen.deadline import Deadline
+from pollen.domain.assets import REQUIRED_ASSET_ATTRIBUTES, missing_asset_attributes
+from pollen.domain.calendar import missing_calendar_attributes
+from pollen.domain.values import month_of, timestamp
+from pollen.errors import PollenError
+from pollen.jobs.common import Clock, utc_now
+from pollen.observability import MetricsRecorder
+from pollen.ports import Item, ItemStore
+from pollen.report import JobReport, Stopwatch
+from pollen.tables import ASSETS, EARNINGS_CALENDAR
+
+log = logging.getLogger(__name__)
+
+#: Attributes a repair can fill in without upstream data.
+_FILLABLE: dict[str, Any] = {"volume": Decimal(0), "status": "inactive"}
+
+
+class CheckReport(JobReport):
+    job: str = "check"
+    repair: bool = False
+    assets_checked: int = 0
+    calendar_checked: int = 0
+    duplicate_symbols: int = 0
+    missing_attributes: int = 0
+    stale_calendar: int = 0
+    bad_calendar: int = 0
+    repaired: int = 0
+    unrepaired: int = 0
+    defects: list[str] = Field(default_factory=list)
+
+    def defect(self, line: str) -> None:
+        if len(self.defects) < 100:
+            self.defects.append(line[:200])
+
+
+def check_assets(store: ItemStore, items: Iterable[Item], report: CheckReport, *, repair: bool, now_iso: str) -> None:
+    by_symbol: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        report.assets_checked += 1
+        by_symbol[str(item.get("symbol"))].append(item)
+    for symbol, group in sorted(by_symbol.items()):
+        keeper = _fold_duplicates(store, symbol, group, report, repair=repair)
+        _fill_missing(store, symbol, keeper, report, repair=repair, now_iso=now_iso)
+
+
+def _fold_duplicates(store: ItemStore, symbol: str, group: list[Item], report: CheckReport, *, repair: bool) -> Item:
+    if len(group) == 1:
+        return group[0]
+    report.duplicate_symbols += 1
+    key_name = "lastPollenationDate"
+    keys = sorted(str(i[key_name]) for i in group)
+    newest_key = max(str(i[key_name]) for i in group)
+    content = max(group, key=lambda i: (str(i.get("lastSyncDate", "")), str(i[key_name])))
+    merged = {**content, key_name: newest_key}
+    report.defect(f"assets {symbol}: {len(group)} items ({', '.join(keys)})")
+    if not repair:
+        report.unrepaired += len(group) - 1
+        return merged
+    for other in group:
+        if other[key_name] == newest_key:
+            continue
+        try:
+            store.move_sort_key(ASSETS.name, ASSETS.key_of(other), merged)
+            report.repaired += 1
+            log.info("folded duplicate asset item", extra={"symbol": symbol, "removed_key": other[key_name]})
+        except PollenError as exc:
+            report.unrepaired += 1
+            report.add_error(f"assets {symbol}: could not fold duplicate {other[key_name]}: {exc}")
+    return merged
+
+
+def _fill_missing(
+    store: ItemStore, symbol: str, item: Item, report: CheckReport, *, repair: bool, now_iso: str
+) -> None:
+    missing = missing_asset_attributes(item)
+    if not missing:
+        return
+    report.missing_attributes += 1
+    report.defect(f"assets {symbol}: missing {', '.join(missing)}")
+    fillable = [name for name in missing if name in _FILLABLE or name == "lastSyncDate"]
+    if not repair or not fillable:
+        report.unrepaired += 1
+        return
+    fixed = dict(item)
+    for name in fillable:
+        fixed[name] = now_iso if name == "lastSyncDate" else _FILLABLE[name]
+    fixed["lastSyncDate"] = now_iso
+    try:
+        outcome = store.upsert(ASSETS.name, [fixed])
+    except PollenError as exc:
+        report.unrepaired += 1
+        report.add_error(f"assets {symbol}: could not fill {', '.join(fillable)}: {exc}")
+        return
+    if outcome.ok and len(fillable) == len(missing):
+        report.repaired += 1
+    else:
+        report.unrepaired += 1
+
+
+def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport, *, repair: bool) -> None:
+    by_period: dict[tuple[str, str], list[Item]] = defaultdict(list)
+    fixes: list[Item] = []
+    for item in items:
+        report.calendar_checked += 1
+        missing = missing_calendar_attributes(item)
+        label = f"earningsCalendar {item.get('asset_symbol')} {item.get('earnings_date')}"
+        if "fiscal_date_ending" not in missing:
+            by_period[(str(item["asset_symbol"]), str(item["fiscal_date_ending"]))].append(item)
+        expected_month = month_of(str(item.get("earnings_date", "")))
+        if missing or item.get("earnings_month") != expected_month:
+            report.bad_calendar += 1
+            report.defect(f"{label}: missing {', '.join(missing)}" if missing else f"{label}: wrong earnings_month")
+            if repair and set(missing) <= {"earnings_month", "lastSyncDate"}:
+                fixes.append({**item, "earnings_month": expected_month})
+            else:
+                report.unrepaired += 1
+    stale: list[Item] = []
+    for (symbol, fiscal), group in sorted(by_period.items()):
+        if len(group) < 2:
+            continue
+        keep = max(group, key=lambda i: (str(i.get("lastSyncDate", "")), str(i["earnings_date"])))
+        for item in group:
+            if item is not keep:
+                report.stale_calendar += 1
+                report.defect(
+                    f"earningsCalendar {symbol} {item['earnings_date']}: rescheduled to {keep['earnings_date']} "
+                    f"(fiscal period {fiscal})"
+                )
+                stale.append(item)
+    if not repair:
+        report.unrepaired += len(stale)
+        return
+    stale_keys = {(i["asset_symbol"], i["earnings_date"]) for i in stale}
+    fixes = [f for f in fixes if (f["asset_symbol"], f["earnings_date"]) not in stale_keys]
+    for name, action, rows in (("fix", "upsert", fixes), ("delete", "delete", stale)):
+        if not rows:
+            continue
+        try:
+            if action == "upsert":
+                outcome = store.upsert(EARNINGS_CALENDAR.name, rows)
+            else:
+                outcome = store.delete(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(i) for i in rows])
+        except PollenError as exc:
+            report.unrepaired += len(rows)
+            report.add_error(f"earningsCalendar: could not {name} {len(rows)} items: {exc}")
+            continue
+        report.repaired += len(rows) - outcome.failed
+        report.unrepaired += outcome.failed
+        for line in outcome.error_lines():
+            report.add_error(f"earningsCalendar: {line}")
+
+
+class ConsistencyCheck:
+    """`pollen check [--repair]`: both rules sets over full scans of ``assets`` and ``earningsCalendar``."""
+
+    def __init__(self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+
+    def run(self, *, repair: bool = False, deadline: Deadline | None = None) -> CheckReport:
+        watch = Stopwatch()
+        report = CheckReport(repair=repair)
+        now_iso = timestamp(self.clock())
+        check_assets(self.store, self.store.scan(ASSETS.name), report, repair=repair, now_iso=now_iso)
+        if deadline is not None and deadline.expired():
+            report.add_error("deadline reached before the calendar was checked")
+            report.ok = False
+        else:
+            check_calendar(self.store, self.store.scan(EARNINGS_CALENDAR.name), report, repair=repair)
+        finish_check(report, self.metrics)
+        report.duration_s = watch.elapsed_s
+        return report
+
+
+def finish_check(report: CheckReport, metrics: MetricsRecorder) -> None:
+    if report.unrepaired or report.errors:
+        report.ok = False
+    report.failed = report.unrepaired
+    found = report.duplicate_symbols + report.missing_attributes + report.stale_calendar + report.bad_calendar
+    metrics.count("ConsistencyDefects", found, job="check")
+    metrics.count("ConsistencyRepaired", report.repaired, job="check")
+    log.info(
+        "consistency check",
+        extra={"defects": found, "repaired": report.repaired, "unrepaired": report.unrepaired},
+    )
+
+
+__all__ = ["REQUIRED_ASSET_ATTRIBUTES", "CheckReport", "ConsistencyCheck", "check_assets", "check_calendar"]

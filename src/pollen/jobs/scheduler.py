@@ -1,0 +1,199 @@
+"""The scheduler (`pollen pollenate --next N`, the schedule Lambda): the N most due active assets.
+
+Order:
+1. earnings-triggered: a calendar entry dated on or before today, not yet marked ``pollenatedAt``, whose date is
+   later than the day of the asset's last pollenation (oldest report first, then highest volume);
+2. never-pollenated active assets, highest volume first (``status-index`` read in descending volume order);
+3. the stalest: the oldest ``lastPollenationDate`` first, among assets not pollenated within ``min_age``.
+
+Inactive assets are never due. The Alpha Vantage quota is respected by the run: QuotaExhausted stops it cleanly
+(PollenateAsset.run) and what was not started stays due for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from pollen.deadline import Deadline
+from pollen.domain.calendar import POLLENATED_AT
+from pollen.domain.values import timestamp
+from pollen.jobs.common import Clock, utc_now
+from pollen.jobs.pollenate import AssetResult, PollenateAsset, PollenateReport
+from pollen.jobs.sync_earnings import earnings_between
+from pollen.observability import MetricsRecorder
+from pollen.ports import FundamentalsSource, Item, ItemStore
+from pollen.report import JobReport, Stopwatch
+from pollen.tables import ASSETS, NEVER_POLLENATED
+
+log = logging.getLogger(__name__)
+
+Reason = Literal["earnings", "never pollenated", "stalest"]
+#: How far back calendar entries can trigger a pollenation.
+EARNINGS_LOOKBACK_DAYS = 92
+#: Assets pollenated more recently than this are not picked as "stalest".
+MIN_STALE_AGE = timedelta(hours=20)
+
+
+class DueAsset(BaseModel):
+    symbol: str
+    reason: Reason
+    volume: int = 0
+    last_pollenation: str
+    report_date: str | None = None
+
+
+class Scheduler:
+    def __init__(self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+
+    def active_assets(self) -> dict[str, Item]:
+        """Active assets by symbol, in descending volume order (one item per symbol: the newest key)."""
+        assets: dict[str, Item] = {}
+        for item in self.store.query(
+            ASSETS.name, partition=("status", "active"), index="status-index", descending=True
+        ):
+            symbol = str(item["symbol"])
+            known = assets.get(symbol)
+            if known is None or str(item["lastPollenationDate"]) > str(known["lastPollenationDate"]):
+                assets[symbol] = item
+        return assets
+
+    def next_due(self, count: int, *, min_age: timedelta = MIN_STALE_AGE) -> list[DueAsset]:
+        if count <= 0:
+            return []
+        now = self.clock()
+        today = now.date()
+        assets = self.active_assets()
+        due: dict[str, DueAsset] = {}
+
+        triggered: list[tuple[str, Decimal, DueAsset]] = []
+        for entry in earnings_between(self.store, today - timedelta(days=EARNINGS_LOOKBACK_DAYS), today):
+            if POLLENATED_AT in entry:
+                continue
+            asset = assets.get(str(entry.get("asset_symbol")))
+            if asset is None:
+                continue
+            last = str(asset["lastPollenationDate"])
+            if str(entry["earnings_date"]) > last[:10]:
+                volume = Decimal(asset.get("volume", 0))
+                triggered.append(
+                    (
+                        str(entry["earnings_date"]),
+                        -volume,
+                        DueAsset(
+                            symbol=str(asset["symbol"]),
+                            reason="earnings",
+                            volume=int(volume),
+                            last_pollenation=last,
+                            report_date=str(entry["earnings_date"]),
+                        ),
+                    )
+                )
+        for _, _, candidate in sorted(triggered, key=lambda t: (t[0], t[1], t[2].symbol)):
+            due.setdefault(candidate.symbol, candidate)
+
+        for symbol, asset in assets.items():  # already in descending volume order
+            if len(due) >= count:
+                break
+            if asset["lastPollenationDate"] == NEVER_POLLENATED and symbol not in due:
+                due[symbol] = DueAsset(
+                    symbol=symbol,
+                    reason="never pollenated",
+                    volume=int(asset.get("volume", 0)),
+                    last_pollenation=NEVER_POLLENATED,
+                )
+
+        cutoff = timestamp(now - min_age)
+        stale = sorted(
+            (a for s, a in assets.items() if s not in due and a["lastPollenationDate"] <= cutoff),
+            key=lambda a: (str(a["lastPollenationDate"]), -Decimal(a.get("volume", 0)), str(a["symbol"])),
+        )
+        for asset in stale:
+            if len(due) >= count:
+                break
+            due[str(asset["symbol"])] = DueAsset(
+                symbol=str(asset["symbol"]),
+                reason="stalest",
+                volume=int(asset.get("volume", 0)),
+                last_pollenation=str(asset["lastPollenationDate"]),
+            )
+        chosen = list(due.values())[:count]
+        for reason in ("earnings", "never pollenated", "stalest"):
+            self.metrics.count(
+                "ScheduledAssets", sum(d.reason == reason for d in chosen), job="Scheduler", reason=reason
+            )
+        log.info("scheduled", extra={"count": len(chosen), "symbols": [d.symbol for d in chosen][:50]})
+        return chosen
+
+
+class PollenateNextReport(PollenateReport):
+    schedule: list[DueAsset] = []
+
+
+def pollenate_next(
+    store: ItemStore,
+    source: FundamentalsSource,
+    count: int,
+    *,
+    metrics: MetricsRecorder,
+    clock: Clock = utc_now,
+    deadline: Deadline | None = None,
+    on_result: Callable[[AssetResult], None] | None = None,
+) -> PollenateNextReport:
+    """Pick the N most due assets and pollenate them in that order."""
+    watch = Stopwatch()
+    schedule = Scheduler(store, metrics=metrics, clock=clock).next_due(count)
+    job = PollenateAsset(store, source, metrics=metrics, clock=clock)
+    run = job.run([d.symbol for d in schedule], deadline, on_result=on_result)
+    report = PollenateNextReport(**run.model_dump(), schedule=schedule)
+    report.duration_s = watch.elapsed_s
+    return report
+
+
+class QueueSender(Protocol):
+    """Where pollenation requests go (the SQS queue in production)."""
+
+    def send(self, messages: Sequence[dict[str, Any]]) -> list[str]:
+        """Send JSON messages; returns an error line per message that was not accepted (empty when all were)."""
+        ...
+
+
+class ScheduleReport(JobReport):
+    job: str = "schedule-pollenation"
+    enqueued: int = 0
+    schedule: list[DueAsset] = []
+
+
+def enqueue_due(
+    store: ItemStore,
+    queue: QueueSender,
+    count: int,
+    *,
+    metrics: MetricsRecorder,
+    clock: Clock = utc_now,
+) -> ScheduleReport:
+    """Send the N most due symbols to the pollenation queue. Each message carries ``enqueuedAt``, so a consumer
+    can leave alone an asset pollenated since (a later schedule may have queued it again)."""
+    watch = Stopwatch()
+    schedule = Scheduler(store, metrics=metrics, clock=clock).next_due(count)
+    enqueued_at = timestamp(clock())
+    messages = [{"symbol": d.symbol, "reason": d.reason, "enqueuedAt": enqueued_at} for d in schedule]
+    report = ScheduleReport(schedule=schedule)
+    errors = queue.send(messages) if messages else []
+    report.enqueued = len(messages) - len(errors)
+    report.written = report.enqueued
+    report.failed = len(errors)
+    for line in errors:
+        report.add_error(line)
+    report.ok = not errors
+    metrics.count("Enqueued", report.enqueued, job="SchedulePollenation")
+    report.duration_s = watch.elapsed_s
+    return report

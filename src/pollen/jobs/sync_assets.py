@@ -1,0 +1,235 @@
+"""SyncAssets (seeds 004, 000): Alpaca's active assets into ``assets``, one item per symbol.
+
+- A new symbol gets the sort key ``NEVER_POLLENATED``; an existing item keeps its sort key (the current items are
+  read first), so the sync never moves an asset in the pollenation order.
+- Items whose content is unchanged are not sent at all (and keep their ``lastSyncDate``); the store compares
+  again on its side.
+- An asset stored as active and missing from Alpaca's active list is kept with ``status = "inactive"``. A feed
+  that would deactivate more than half of the active assets is treated as a bad feed: nothing is deactivated.
+- Writes go in chunks; when the deadline comes the run stops between chunks and reports what is left: the next
+  run finds those items still different and completes the work.
+- Afterwards the consistency check (``pollen.jobs.check``) reads the table again and repairs what it finds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from pydantic import Field
+
+from pollen.deadline import Deadline
+from pollen.domain.assets import AlpacaAsset, asset_item, parse_asset
+from pollen.domain.values import is_valid_symbol, same_content, timestamp
+from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
+from pollen.jobs.check import CheckReport, check_assets
+from pollen.jobs.common import Clock, chunks, fold, utc_now
+from pollen.observability import MetricsRecorder
+from pollen.ports import AssetSource, Item, ItemStore
+from pollen.report import JobReport, Stopwatch
+from pollen.tables import ASSETS, NEVER_POLLENATED
+
+log = logging.getLogger(__name__)
+
+JOB = "SyncAssets"
+LEASE = "sync-assets"
+SORT_KEY = "lastPollenationDate"
+#: Items per store call: small enough that a deadline is checked often, large enough to keep batches full.
+WRITE_CHUNK = 500
+#: A feed that would deactivate more than this share of the active assets is not trusted.
+MAX_DEACTIVATED_SHARE = 0.5
+
+Progress = Callable[[int, int], None]
+
+
+class SyncAssetsReport(JobReport):
+    job: str = "sync-assets"
+    sync_time: str = ""
+    fetched: int = 0
+    new: int = 0
+    deactivated: int = 0
+    duplicates: int = 0
+    volumes_known: int = 0
+    complete: bool = True
+    remaining: int = 0
+    check: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyncAssets:
+    def __init__(
+        self,
+        store: ItemStore,
+        source: AssetSource,
+        *,
+        metrics: MetricsRecorder,
+        clock: Clock = utc_now,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.metrics = metrics
+        self.clock = clock
+        self.progress = progress
+
+    def run(self, deadline: Deadline | None = None) -> SyncAssetsReport:
+        deadline = deadline or Deadline.never()
+        watch = Stopwatch()
+        report = SyncAssetsReport(sync_time=timestamp(self.clock()))
+        lease_s = min(deadline.remaining_s(), 900.0) + 60.0
+        with self.store.lease(LEASE, lease_s), self.metrics.timer("SyncDuration", job=JOB):
+            self._run(report, deadline)
+        report.duration_s = watch.elapsed_s
+        self.metrics.count("AssetsWritten", report.written, job=JOB)
+        self.metrics.count("AssetsUnchanged", report.unchanged, job=JOB)
+        self.metrics.count("AssetsInvalid", report.invalid, job=JOB)
+        self.metrics.count("AssetsFailed", report.failed, job=JOB)
+        self.metrics.count("AssetsDeactivated", report.deactivated, job=JOB)
+        self.metrics.count("SyncIncomplete" if not report.complete else "SyncComplete", 1, job=JOB)
+        log.info("sync assets finished", extra=report.model_dump(exclude={"errors", "check"}))
+        return report
+
+    def _run(self, report: SyncAssetsReport, deadline: Deadline) -> None:
+        now_iso = report.sync_time
+        with self.metrics.timer("UpstreamDuration", job=JOB, call="active_assets"):
+            raw_assets = self.source.active_assets()
+        report.fetched = len(raw_assets)
+        self.metrics.count("AssetsFetched", len(raw_assets), job=JOB)
+        log.info("active assets fetched", extra={"count": len(raw_assets)})
+
+        assets, seen_symbols = self._validate(raw_assets, report)
+        volumes = self._volumes(list(assets), report)
+        current = self._current_items()
+
+        desired: list[Item] = []
+        for symbol, asset in assets.items():
+            stored = current.get(symbol, [])
+            keeper = max(stored, key=lambda i: str(i[SORT_KEY])) if stored else None
+            volume = volumes.get(symbol)
+            if volume is None:
+                volume = keeper.get("volume", 0) if keeper is not None else 0
+            item = asset_item(
+                asset,
+                volume=Decimal(volume),
+                last_sync=now_iso,
+                last_pollenation=str(keeper[SORT_KEY]) if keeper is not None else NEVER_POLLENATED,
+            )
+            if keeper is None:
+                report.new += 1
+            elif same_content(keeper, item, ignore=frozenset({"lastSyncDate"})):
+                report.unchanged += 1
+                continue
+            desired.append(item)
+        desired += self._deactivations(current, seen_symbols, report, now_iso)
+
+        self._write(desired, report, deadline)
+        if report.complete and not deadline.expired():
+            self._check(report, now_iso)
+        elif report.complete:
+            report.check = {"skipped": "deadline"}
+
+    def _validate(self, raw_assets: list[Any], report: SyncAssetsReport) -> tuple[dict[str, AlpacaAsset], set[str]]:
+        assets: dict[str, AlpacaAsset] = {}
+        seen: set[str] = set()  # every plausible symbol in the feed, valid or not: none of them has vanished
+        for raw in raw_assets:
+            symbol = raw.get("symbol") if isinstance(raw, dict) else None
+            if is_valid_symbol(symbol):
+                seen.add(str(symbol))
+            try:
+                asset = parse_asset(raw)
+            except InvalidRecord as exc:
+                report.invalid += 1
+                report.add_error(str(exc))
+                log.warning("invalid asset skipped", extra={"error": str(exc)})
+                continue
+            if asset.symbol in assets:
+                report.duplicates += 1  # the last one listed wins
+            assets[asset.symbol] = asset
+        return assets, seen
+
+    def _volumes(self, symbols: list[str], report: SyncAssetsReport) -> dict[str, int]:
+        if not symbols:
+            return {}
+        try:
+            with self.metrics.timer("UpstreamDuration", job=JOB, call="daily_volumes"):
+                volumes = self.source.daily_volumes(symbols)
+        except (AuthError, ConfigError):
+            raise
+        except PollenError as exc:
+            # Enrichment only: the assets are still written, keeping the volumes already stored.
+            report.add_error(f"daily volumes unavailable, stored volumes kept: {exc}")
+            self.metrics.count("VolumeEnrichmentFailed", 1, job=JOB)
+            return {}
+        known = {s: v for s, v in volumes.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+        report.volumes_known = len(known)
+        return known
+
+    def _current_items(self) -> dict[str, list[Item]]:
+        current: dict[str, list[Item]] = defaultdict(list)
+        for item in self.store.scan(ASSETS.name, segments=4):
+            current[str(item.get("symbol"))].append(item)
+        return current
+
+    def _deactivations(
+        self, current: dict[str, list[Item]], seen: set[str], report: SyncAssetsReport, now_iso: str
+    ) -> list[Item]:
+        active = {s for s, items in current.items() if any(i.get("status") == "active" for i in items)}
+        vanished = sorted(active - seen)
+        if not vanished:
+            return []
+        if not seen or len(vanished) > MAX_DEACTIVATED_SHARE * len(active):
+            report.add_error(
+                f"feed would deactivate {len(vanished)} of {len(active)} active assets; nothing deactivated"
+            )
+            report.ok = False
+            return []
+        items = []
+        for symbol in vanished:
+            keeper = max(current[symbol], key=lambda i: str(i[SORT_KEY]))
+            items.append({**keeper, "status": "inactive", "lastSyncDate": now_iso})
+        report.deactivated = len(items)
+        log.info("assets deactivated", extra={"count": len(items), "symbols": vanished[:20]})
+        return items
+
+    def _write(self, items: list[Item], report: SyncAssetsReport, deadline: Deadline) -> None:
+        done = 0
+        for chunk in chunks(items, WRITE_CHUNK):
+            if deadline.expired():
+                report.complete = False
+                report.remaining = len(items) - done
+                report.add_error(f"deadline reached: {report.remaining} assets left for the next run")
+                log.warning("sync assets stopped at the deadline", extra={"remaining": report.remaining})
+                self.metrics.count("DeadlineReached", 1, job=JOB)
+                return
+            try:
+                with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
+                    outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline)
+            except PollenError as exc:
+                if exc.exit_code == 2:  # bad configuration or credentials, unreachable service
+                    raise
+                report.failed += len(chunk)
+                report.ok = False
+                report.add_error(f"assets: {len(chunk)} items not written: {exc}")
+            else:
+                fold(report, outcome, table=ASSETS.name)
+            done += len(chunk)
+            if self.progress is not None:
+                self.progress(done, len(items))
+
+    def _check(self, report: SyncAssetsReport, now_iso: str) -> None:
+        check = CheckReport(job="check", repair=True)
+        try:
+            check_assets(self.store, self.store.scan(ASSETS.name, segments=4), check, repair=True, now_iso=now_iso)
+        except PollenError as exc:
+            report.add_error(f"consistency check failed: {exc}")
+            report.check = {"error": str(exc)}
+            return
+        report.check = check.model_dump(
+            include={"duplicate_symbols", "missing_attributes", "repaired", "unrepaired", "defects"}
+        )
+        self.metrics.count("ConsistencyDefects", check.duplicate_symbols + check.missing_attributes, job=JOB)
+        self.metrics.count("ConsistencyRepaired", check.repaired, job=JOB)
+        if check.unrepaired:
+            report.add_error(f"consistency check: {check.unrepaired} defects left (pollen check shows them)")

@@ -1,0 +1,204 @@
+"""SyncEarningsCalendar (seed 001): Alpha Vantage's EARNINGS_CALENDAR into ``earningsCalendar``.
+
+The CSV rows arrive as a stream and are validated one by one; rows are deduplicated by fiscal period (symbol and
+``fiscal_date_ending``: the last row listed wins), then upserted with ``earnings_month``. The stored items near
+the calendar's window are read through ``upcoming-earnings-index`` (month buckets) to find rescheduled reports: a
+stored item with the same fiscal period as a row and another date is stale and is deleted in the same run, after
+the new item is written. Items whose date has passed and that no row mentions are history and stay.
+
+The pollenation's marker (``pollenatedAt``) on a stored item is carried over when the row is synced again, so a
+re-sync does not count a marked item as changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import date, timedelta
+from typing import Literal
+
+from pollen.deadline import Deadline
+from pollen.domain.calendar import CALENDAR_BOOKKEEPING, calendar_item, parse_calendar_row
+from pollen.domain.values import timestamp
+from pollen.errors import InvalidRecord, PollenError
+from pollen.jobs.common import Clock, chunks, fold, utc_now
+from pollen.observability import MetricsRecorder
+from pollen.ports import FundamentalsSource, Item, ItemStore
+from pollen.report import JobReport, Stopwatch
+from pollen.tables import EARNINGS_CALENDAR
+
+log = logging.getLogger(__name__)
+
+JOB = "SyncEarningsCalendar"
+LEASE = "sync-earnings"
+INDEX = "upcoming-earnings-index"
+Horizon = Literal["3month", "6month", "12month"]
+HORIZONS: tuple[Horizon, ...] = ("3month", "6month", "12month")
+#: How far back stored items are compared with the calendar (a report moved after its old date had passed).
+LOOKBACK_DAYS = 45
+WRITE_CHUNK = 500
+
+
+class SyncEarningsReport(JobReport):
+    job: str = "sync-earnings"
+    horizon: str = "3month"
+    sync_time: str = ""
+    rows: int = 0
+    duplicates: int = 0
+    rescheduled: int = 0
+    stale_removed: int = 0
+    complete: bool = True
+
+
+def months_between(start: date, end: date) -> list[str]:
+    """The ``YYYY-MM`` buckets from start's month to end's month, inclusive."""
+    months = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def earnings_between(store: ItemStore, start: date, end: date) -> Iterator[Item]:
+    """Calendar items with ``start <= earnings_date <= end``, in date order, through the month-bucket GSI (the
+    store falls back to a Scan by itself when the index is unavailable)."""
+    low, high = start.isoformat(), end.isoformat()
+    for month in months_between(start, end):
+        yield from store.query(
+            EARNINGS_CALENDAR.name, partition=("earnings_month", month), sort_between=(low, high), index=INDEX
+        )
+
+
+class SyncEarningsCalendar:
+    def __init__(
+        self,
+        store: ItemStore,
+        source: FundamentalsSource,
+        *,
+        metrics: MetricsRecorder,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.metrics = metrics
+        self.clock = clock
+
+    def run(self, horizon: Horizon = "3month", deadline: Deadline | None = None) -> SyncEarningsReport:
+        if horizon not in HORIZONS:
+            raise InvalidRecord(f"unknown horizon {horizon!r}; use one of {', '.join(HORIZONS)}")
+        deadline = deadline or Deadline.never()
+        watch = Stopwatch()
+        now = self.clock()
+        report = SyncEarningsReport(horizon=horizon, sync_time=timestamp(now))
+        with (
+            self.store.lease(LEASE, min(deadline.remaining_s(), 900.0) + 60.0),
+            self.metrics.timer("SyncDuration", job=JOB),
+        ):
+            self._run(report, horizon, now.date(), deadline)
+        report.duration_s = watch.elapsed_s
+        for name, value in (
+            ("CalendarRows", report.rows),
+            ("CalendarWritten", report.written),
+            ("CalendarUnchanged", report.unchanged),
+            ("CalendarInvalid", report.invalid),
+            ("CalendarFailed", report.failed),
+            ("CalendarRescheduled", report.rescheduled),
+        ):
+            self.metrics.count(name, value, job=JOB)
+        log.info("sync earnings finished", extra=report.model_dump(exclude={"errors"}))
+        return report
+
+    def _run(self, report: SyncEarningsReport, horizon: Horizon, today: date, deadline: Deadline) -> None:
+        rows = self._rows(self.source.earnings_calendar(horizon), report)
+        if not rows:
+            return
+        dates = [date.fromisoformat(i["earnings_date"]) for i in rows.values()]
+        window_start = min(min(dates), today - timedelta(days=LOOKBACK_DAYS))
+        stored_by_period: dict[tuple[str, str], list[Item]] = {}
+        stored_by_key: dict[tuple[str, str], Item] = {}
+        for item in earnings_between(self.store, window_start, max(dates)):
+            period = (str(item.get("asset_symbol")), str(item.get("fiscal_date_ending")))
+            stored_by_period.setdefault(period, []).append(item)
+            stored_by_key[(str(item["asset_symbol"]), str(item["earnings_date"]))] = item
+
+        items = []
+        stale: list[Item] = []
+        for period, item in rows.items():
+            existing = stored_by_key.get((item["asset_symbol"], item["earnings_date"]))
+            if existing is not None:
+                for name in CALENDAR_BOOKKEEPING - {"lastSyncDate"}:
+                    if name in existing:
+                        item[name] = existing[name]
+            items.append(item)
+            moved = [s for s in stored_by_period.get(period, []) if s["earnings_date"] != item["earnings_date"]]
+            if moved:
+                report.rescheduled += 1
+                stale += moved
+                log.info(
+                    "report rescheduled",
+                    extra={
+                        "symbol": period[0],
+                        "fiscal_date_ending": period[1],
+                        "to": item["earnings_date"],
+                        "from": [s["earnings_date"] for s in moved],
+                    },
+                )
+
+        written_keys = {(i["asset_symbol"], i["earnings_date"]) for i in items}
+        stale = [s for s in stale if (s["asset_symbol"], s["earnings_date"]) not in written_keys]
+        self._write(items, report, deadline)
+        if stale and report.complete:
+            self._remove(stale, report)
+
+    def _rows(self, raw_rows: Iterable[dict[str, str]], report: SyncEarningsReport) -> dict[tuple[str, str], Item]:
+        last_sync = report.sync_time
+        rows: dict[tuple[str, str], Item] = {}
+        for raw in raw_rows:
+            report.rows += 1
+            try:
+                row = parse_calendar_row(raw)
+            except InvalidRecord as exc:
+                report.invalid += 1
+                report.add_error(str(exc))
+                continue
+            if row.fiscal_key in rows:
+                report.duplicates += 1
+            rows[row.fiscal_key] = calendar_item(row, last_sync=last_sync)
+        return rows
+
+    def _write(self, items: list[Item], report: SyncEarningsReport, deadline: Deadline) -> None:
+        done = 0
+        for chunk in chunks(items, WRITE_CHUNK):
+            if deadline.expired():
+                report.complete = False
+                report.add_error(f"deadline reached: {len(items) - done} calendar items left for the next run")
+                return
+            try:
+                outcome = self.store.upsert(EARNINGS_CALENDAR.name, chunk, deadline=deadline)
+            except PollenError as exc:
+                if exc.exit_code == 2:
+                    raise
+                report.failed += len(chunk)
+                report.ok = False
+                report.add_error(f"earningsCalendar: {len(chunk)} items not written: {exc}")
+            else:
+                fold(report, outcome, table=EARNINGS_CALENDAR.name)
+            done += len(chunk)
+
+    def _remove(self, stale: list[Item], report: SyncEarningsReport) -> None:
+        if report.failed:
+            # A new item may not be there: keep the old one until a run writes its replacement.
+            report.add_error(f"{len(stale)} rescheduled items kept until their replacements are written")
+            return
+        try:
+            outcome = self.store.delete(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(i) for i in stale])
+        except PollenError as exc:
+            report.ok = False
+            report.add_error(f"earningsCalendar: {len(stale)} stale items not removed: {exc}")
+            return
+        report.stale_removed = len(stale) - outcome.failed
+        if outcome.failed:
+            report.ok = False
+            report.failed += outcome.failed
+            report.add_error(f"earningsCalendar: {outcome.failed} stale items not removed")

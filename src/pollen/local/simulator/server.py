@@ -1,0 +1,246 @@
+"""Running the simulator: in a thread of this process (:class:`Simulator`) or in a child process
+(:class:`SimulatorProcess`, its own core and GIL). Both listen on loopback only and offer the same interface:
+``url``, ``environment()``, ``configure(**knobs)``, ``config()``, ``stats()``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from pollen.errors import ConfigError, ServiceUnavailable
+from pollen.local.simulator.app import (
+    ALPACA_DATA_PREFIX,
+    ALPACA_PREFIX,
+    ALPHAVANTAGE_PREFIX,
+    Simulation,
+    SimulatorApp,
+    SimulatorConfig,
+)
+
+LOOPBACK = "127.0.0.1"
+
+
+class _Handler(WSGIRequestHandler):
+    """No per-request log lines (they would carry Alpha Vantage keys), and no Nagle stalls."""
+
+    wbufsize = 64 * 1024  # headers and a small body leave in one write
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        return
+
+
+def environment_for(url: str, config: SimulatorConfig) -> dict[str, str]:
+    """The CONTRACT variables that point pollen at a simulator serving on ``url``."""
+    return {
+        "ALPACA_BASE_URL": f"{url}{ALPACA_PREFIX}",
+        "ALPACA_DATA_URL": f"{url}{ALPACA_DATA_PREFIX}",
+        "ALPHAVANTAGE_BASE_URL": f"{url}{ALPHAVANTAGE_PREFIX}",
+        "ALPACA_API_KEY_ID": config.alpaca_key_id,
+        "ALPACA_API_SECRET_KEY": config.alpaca_secret_key,
+        "ALPHAVANTAGE_API_KEY": config.alphavantage_api_key,
+    }
+
+
+class Simulator:
+    """The simulator in a daemon thread of this process; a context manager."""
+
+    def __init__(self, *, host: str = LOOPBACK, port: int = 0, **config: Any) -> None:
+        self.host = host
+        self.requested_port = port
+        self.simulation = Simulation(SimulatorConfig(**config))
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise ServiceUnavailable("the simulator is not running")
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Simulator:
+        try:
+            server = make_server(
+                self.host, self.requested_port, SimulatorApp(self.simulation), threaded=True, request_handler=_Handler
+            )
+        except OSError as exc:
+            raise ConfigError(f"simulator cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
+        server.daemon_threads = True  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="pollen-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def configure(self, **changes: Any) -> SimulatorConfig:
+        return self.simulation.configure(**changes)
+
+    def config(self) -> SimulatorConfig:
+        return self.simulation.config
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.simulation.stats)
+
+    def environment(self) -> dict[str, str]:
+        return environment_for(self.url, self.simulation.config)
+
+    def check_alive(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            raise ServiceUnavailable("the simulator is not running")
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class SimulatorProcess:
+    """The simulator in a child process (``python -m pollen.local.simulator``), driven over its admin endpoint."""
+
+    def __init__(self, *, host: str = LOOPBACK, port: int = 0, startup_timeout_s: float = 30.0, **config: Any) -> None:
+        self.host = host
+        self.requested_port = port
+        self.port = port
+        self.startup_timeout_s = startup_timeout_s
+        self.initial = SimulatorConfig(**config)
+        self._config = self.initial
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> SimulatorProcess:
+        from pollen.local.stack import free_port, port_is_free
+
+        if self.requested_port and not port_is_free(self.host, self.requested_port):
+            raise ConfigError(f"port {self.requested_port} on {self.host} is already in use; pick another")
+        self.port = self.requested_port or free_port(self.host)
+        self._log = tempfile.TemporaryFile(prefix="pollen-sim-")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pollen.local.simulator",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--config",
+                self.initial.model_dump_json(),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                self._config = self._fetch_config()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ServiceUnavailable(f"simulator did not start on {self.url} within {self.startup_timeout_s:.0f}s")
+
+    def _call(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = f"{self.url}{path}"
+        try:
+            response = httpx.get(url, timeout=60) if payload is None else httpx.post(url, json=payload, timeout=60)
+        except httpx.HTTPError as exc:
+            raise OSError(f"simulator unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise ConfigError(f"simulator refused the change: {response.json().get('message')}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    def _fetch_config(self) -> SimulatorConfig:
+        data = self._call("/_sim/config")
+        data.pop("today", None)
+        return SimulatorConfig(**data)
+
+    def configure(self, **changes: Any) -> SimulatorConfig:
+        data = self._call("/_sim/config", changes)
+        data.pop("today", None)
+        self._config = SimulatorConfig(**data)
+        return self._config
+
+    def config(self) -> SimulatorConfig:
+        return self._config
+
+    def stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._call("/_sim/stats").items()}
+
+    def environment(self) -> dict[str, str]:
+        return environment_for(self.url, self._config)
+
+    def check_alive(self) -> None:
+        if self._process is None:
+            raise ServiceUnavailable("simulator is not running")
+        code = self._process.poll()
+        if code is not None:
+            raise ServiceUnavailable(f"simulator on port {self.port} exited with status {code}: {self._tail()}")
+
+    def _tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1][:200] if lines else "no output"
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> SimulatorProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""DynamoDB Streams mirrored into the search index: record decoding, versioning, the poller and backfill."""

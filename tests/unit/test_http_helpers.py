@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pollen.adapters.alphavantage import classify_message
+from pollen.adapters.http import Backoff, RateLimiter, install_key_masking, mask_keys, retry_after_s
+from pollen.errors import AuthError, NotFound, PermanentError, QuotaExhausted, ThrottledError
+
+
+@given(attempt=st.integers(0, 30), seed=st.integers(0, 2**32))
+def test_backoff_is_full_jitter_under_a_cap(attempt: int, seed: int) -> None:
+    backoff = Backoff(base_s=0.5, cap_s=8.0, rng=random.Random(seed))
+    delay = backoff.delay(attempt)
+    assert 0 <= delay <= min(8.0, 0.5 * 2**attempt)
+
+
+def test_backoff_honours_what_the_server_asked_for() -> None:
+    backoff = Backoff(base_s=0.01, cap_s=1.0, rng=random.Random(1))
+    assert backoff.delay(0, floor_s=3.0) == 3.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.day = dt.date(2025, 1, 6)
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_limiter_spaces_calls_per_minute_and_stops_at_the_daily_budget() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(3, 7, clock=lambda: clock.now, today=lambda: clock.day, sleep=clock.sleep)
+    for _ in range(3):
+        limiter.acquire()
+    assert clock.slept == []
+    limiter.acquire()  # the fourth waits for the window
+    assert clock.slept == [60.0]
+    for _ in range(3):
+        limiter.acquire()
+    with pytest.raises(QuotaExhausted):
+        limiter.acquire()
+    clock.day += dt.timedelta(days=1)  # a new UTC day brings a new budget
+    clock.now += 60
+    limiter.acquire()
+    assert limiter.used_today == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        (
+            "Note",
+            "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and 500 calls "
+            "per day. Please visit https://www.alphavantage.co/premium/ if you would like to target a higher API call "
+            "frequency.",
+            ThrottledError,
+        ),
+        (
+            "Information",
+            "Thank you for using Alpha Vantage! Please consider spreading out your free API requests more sparingly "
+            "(1 request per second). You may subscribe to any of the premium plans at "
+            "https://www.alphavantage.co/premium/ to lift the free key rate limit (25 requests per day) and instantly "
+            "unlock all premium endpoints",
+            ThrottledError,
+        ),
+        (
+            "Information",
+            "We have detected your API key as SECRETKEY123 and our standard API rate limit is 25 requests per day. "
+            "Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly remove "
+            "all daily rate limits.",
+            QuotaExhausted,
+        ),
+        (
+            "Information",
+            "Thank you for using Alpha Vantage! This is a premium endpoint. You may subscribe to any of the premium "
+            "plans at https://www.alphavantage.co/premium/ to instantly unlock all premium endpoints",
+            PermanentError,
+        ),
+        (
+            "Error Message",
+            "the parameter apikey is invalid or missing. Please claim your free API key on "
+            "(https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds.",
+            AuthError,
+        ),
+        (
+            "Error Message",
+            "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) "
+            "for INCOME_STATEMENT.",
+            NotFound,
+        ),
+    ],
+)
+def test_alpha_vantage_messages_are_classified(key: str, text: str, expected: type[Exception]) -> None:
+    error = classify_message(key, text, api_key="SECRETKEY123", keys=[{"symbol": "IBM"}])
+    assert type(error) is expected
+    assert "SECRETKEY123" not in str(error)
+    assert error.keys == [{"symbol": "IBM"}]
+    assert error.transient == (expected is ThrottledError)
+
+
+def test_retry_after_prefers_retry_after_then_rate_limit_reset() -> None:
+    assert retry_after_s({"Retry-After": "3"}) == 3.0
+    assert retry_after_s({"X-RateLimit-Reset": "1010"}, now=1000.0) == 10.0
+    assert retry_after_s({"X-RateLimit-Reset": "900"}, now=1000.0) == 0.0
+    assert retry_after_s({}) is None
+
+
+def test_keys_in_urls_are_masked_in_httpx_logs(caplog: pytest.LogCaptureFixture) -> None:
+    assert mask_keys("GET /query?function=OVERVIEW&apikey=abc123&symbol=IBM") == (
+        "GET /query?function=OVERVIEW&apikey=***&symbol=IBM"
+    )
+    install_key_masking()
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s"', "GET", "http://x/query?apikey=abc123", "200 OK")
+    assert "abc123" not in caplog.text
+    assert "apikey=***" in caplog.text
