@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from pollen.cli import data, tables
 from pollen.cli import runtime as rt
-from pollen.cli import tables
 from pollen.cli.demo import demo
 from pollen.cli.local import local
 
@@ -49,6 +49,8 @@ def configure(
 app.add_typer(tables.app, name="tables")
 app.command("local")(local)
 app.command("demo")(demo)
+app.command("load")(data.load)
+app.command("export")(data.export)
 
 
 def main() -> None:
