@@ -170,7 +170,8 @@ def render(speed: dict[str, list[dict[str, Any]]], budget: dict[str, dict[str, A
         "`DynamoStore.upsert` (what `pollen load` runs) with 4 workers, read-diff-write (a strongly consistent "
         "BatchGetItem of 100 keys before each 4 BatchWriteItems). batch_writer: `boto3.resource(...).Table(...)"
         ".batch_writer()`, legacy retry mode (boto3's default). Client CPU is `time.process_time()` of this process "
-        "around the load (moto's CPU is not included).",
+        "around the load (moto's CPU is not included). The machine's two cores are shared with other work, so "
+        "ratios move by about 0.1 between runs.",
         "",
         "| client | items/s | client CPU µs/item | items stored |",
         "| --- | ---: | ---: | ---: |",

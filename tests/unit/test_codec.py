@@ -74,6 +74,19 @@ def test_binary_and_sets_round_trip_through_boto_and_wire_forms(blob: bytes, str
     assert codec.decode_item(wire)["b"] == blob
 
 
+@given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_one_pass_encoding_matches_encode_then_size(item: dict[str, Any]) -> None:
+    wire, size = codec.encode_item_sized(item)
+    assert wire == codec.encode_item(item)
+    assert size == codec.item_size(wire)
+
+
+def test_integers_and_decimals_of_one_value_encode_alike() -> None:
+    for value in (100, 10**37, -(10**37), 10**50, 0, -7):
+        assert codec.encode_value(value) == codec.encode_value(Decimal(value))
+
+
 def test_floats_become_their_shortest_exact_decimal() -> None:
     assert codec.encode_value(0.1) == {"N": "0.1"}
     assert codec.encode_value(1e-7) == {"N": "0.0000001"}

@@ -80,13 +80,40 @@ def check_number(number: Decimal) -> None:
 
 def number_text(value: Any) -> str:
     """The canonical DynamoDB text of a number: normalized, plain notation where it is reasonably short."""
-    number = to_decimal(value)
+    return _number(value)[0]
+
+
+def _number(value: Any) -> tuple[str, int]:
+    """Canonical text and DynamoDB size (1 byte per two significant digits, plus 1) of a number, validated."""
+    if type(value) is int and -(10**38) < value < 10**38:
+        text = str(value)
+        digits = len(text.lstrip("-").rstrip("0")) or 1
+        return text, (digits + 1) // 2 + 1
+    number = value if type(value) is Decimal else _raw_decimal(value)
+    if not number.is_finite():
+        raise CodecError(f"{value} is not a finite number")
     if not number:
-        return "0"
+        return "0", 2
     normal = number.normalize(_EXACT)
-    if -40 < normal.adjusted() < 40:
-        return format(normal, "f")
-    return str(normal)
+    digits = len(normal.as_tuple().digits)
+    adjusted = normal.adjusted()
+    if digits > MAX_DIGITS:
+        raise CodecError(f"{number} has {digits} significant digits (DynamoDB keeps at most {MAX_DIGITS})")
+    if not MIN_EXPONENT <= adjusted <= MAX_EXPONENT:
+        raise CodecError(f"{number} is outside DynamoDB's number range (1E-130 to 9.99E+125)")
+    text = format(normal, "f") if -40 < adjusted < 40 else str(normal)
+    return text, (digits + 1) // 2 + 1
+
+
+def _raw_decimal(value: Any) -> Decimal:
+    """Decimal of an int, float or Decimal subclass, unchecked (``_number`` checks it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise CodecError(f"{type(value).__name__} is not a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CodecError(f"{value!r} is not a finite number")
+        return Decimal(repr(value))
+    return Decimal(value)
 
 
 def encode_value(value: Any) -> Any:
@@ -98,7 +125,7 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, str):
         return {"S": value}
     if isinstance(value, int | Decimal | float):
-        return {"N": number_text(value)}
+        return {"N": _number(value)[0]}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"B": bytes(value)}
     if isinstance(value, Mapping):
@@ -148,6 +175,32 @@ def encode_item(item: Mapping[str, Any]) -> WireItem:
         if av is not _DROP:
             encoded[name] = av
     return encoded
+
+
+def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
+    """:func:`encode_item` and :func:`item_size` in one pass (the write path's hot spot)."""
+    if not isinstance(item, Mapping):
+        raise CodecError(f"an item must be a JSON object, not {type(item).__name__}")
+    encoded: WireItem = {}
+    size = 0
+    for name, value in item.items():
+        if not isinstance(name, str) or not name:
+            raise CodecError(f"attribute name {name!r} must be a non-empty string")
+        kind = type(value)
+        if kind is str:
+            encoded[name] = {"S": value}
+            size += len(name.encode("utf-8")) + len(value.encode("utf-8"))
+        elif (kind is int or kind is Decimal or kind is float) and value is not True and value is not False:
+            text, number_size = _number(value)
+            encoded[name] = {"N": text}
+            size += len(name.encode("utf-8")) + number_size
+        else:
+            av = encode_value(value)
+            if av is _DROP:
+                continue
+            encoded[name] = av
+            size += len(name.encode("utf-8")) + value_size(av)
+    return encoded, size
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -63,7 +63,7 @@ class AdaptiveRateLimiter:
         increase_per_s: float = 0.1,
         epoch_s: float = 0.5,
         tolerance: float = 0.05,
-        burst_s: float = 0.1,
+        burst_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

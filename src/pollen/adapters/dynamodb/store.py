@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 SYNC_ATTRIBUTE = "lastSyncDate"
 HASH_ATTRIBUTE = "contentHash"
+HASH_ATTRIBUTE_BYTES = len(HASH_ATTRIBUTE)
 DEFAULT_BOOKKEEPING: frozenset[str] = frozenset({SYNC_ATTRIBUTE})
 
 # Metric names (seeds 000-002: write success/failure, batch timing, retries, throttles, conflicts, GSI queries).
@@ -378,7 +379,7 @@ class DynamoStore:
         records: list[_Record] = []
         for position, item in enumerate(items):
             try:
-                records.append(self._prepare(info, position, item))
+                records.append(self._prepare_key(info, position, item))
             except codec.CodecError as exc:
                 key = _plain_key(item, info)
                 report.invalid += 1
@@ -412,30 +413,54 @@ class DynamoStore:
             )
         return report
 
-    def _prepare(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
-        wire = codec.encode_item(item)
-        codec.check_key(wire, info.key_schema)
-        digest = codec.content_hash(wire, self.bookkeeping)
-        wire[HASH_ATTRIBUTE] = {"S": digest}
-        size = codec.item_size(wire)
-        if size > codec.MAX_ITEM_BYTES:
-            raise codec.CodecError(f"item is {size} bytes, over DynamoDB's 400 KB limit")
+    def _prepare_key(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
+        """The cheap first pass (key and version only), enough to resolve duplicates before the workers start."""
+        if not isinstance(item, Mapping):
+            raise codec.CodecError(f"an item must be a JSON object, not {type(item).__name__}")
+        key_wire = codec.encode_item({name: item[name] for name in info.key_names if name in item})
+        codec.check_key(key_wire, info.key_schema)
         sync = item.get(SYNC_ATTRIBUTE)
         return _Record(
             position=position,
             plain=item,
             key={name: item[name] for name in info.key_names},
-            wire=wire,
-            signature=codec.key_signature(wire, info.key_names),
+            wire=key_wire,
+            signature=codec.key_signature(key_wire, info.key_names),
             sync=sync if isinstance(sync, str) else None,
-            digest=digest,
-            size=size,
+            digest="",
+            size=0,
         )
+
+    def _complete(self, record: _Record) -> None:
+        """The full encoding, content hash and size check (done by the workers, in parallel with the I/O)."""
+        wire, size = codec.encode_item_sized(record.plain)
+        digest = codec.content_hash(wire, self.bookkeeping)
+        wire[HASH_ATTRIBUTE] = {"S": digest}
+        size += HASH_ATTRIBUTE_BYTES + len(digest)
+        if size > codec.MAX_ITEM_BYTES:
+            raise codec.CodecError(f"item is {size} bytes, over DynamoDB's 400 KB limit")
+        record.wire, record.digest, record.size = wire, digest, size
+
+    def _prepare(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
+        record = self._prepare_key(info, position, item)
+        self._complete(record)
+        return record
 
     def _upsert_chunk(
         self, info: TableInfo, records: Sequence[_Record], deadline: Deadline, compare: bool
     ) -> _ChunkResult:
         result = _ChunkResult(WriteReport(info.logical), settled=len(records))
+        valid: list[_Record] = []
+        for record in records:
+            try:
+                self._complete(record)
+            except codec.CodecError as exc:
+                result.report.invalid += 1
+                result.report.failures.append(ItemFailure(record.key, exc.message, "invalid"))
+                result.dead.append((record.plain, f"invalid {key_text(record.key)}: {exc.message}"))
+                continue
+            valid.append(record)
+        records = valid
         to_write: list[_Record] = list(records)
         if deadline.expired():
             self._fail_all(result, info, to_write, "deadline reached before the item was sent", deadline=True)
