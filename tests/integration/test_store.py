@@ -139,6 +139,11 @@ def test_query_through_the_index_and_fallback_when_missing(
     assert [a["volume"] for a in fallback] == [290, 280, 260, 250, 230]
     assert metrics.total("GsiFallback") == 1
     assert metrics.total("GsiQueryFailure") == 1
+    assert metrics.total("GsiQueries") >= 1
+    # What the alarms and the demo read: batches sent and write units spent (from item sizes, not moto's figure).
+    assert metrics.total("BatchWriteRequests") >= 1
+    assert metrics.total("WriteCapacityUnits") >= len(assets)
+    assert metrics.total("BatchWriteFailures") == 0
 
 
 def test_move_sort_key_is_one_transaction(store: DynamoStore) -> None:

@@ -91,6 +91,10 @@ M_GSI_FAILURE = "GsiQueryFailure"
 M_GSI_FALLBACK = "GsiFallback"
 M_TX_CANCELLED = "TransactionCancelled"
 M_LEASE_REFUSED = "LeaseRefused"
+M_BATCH_FAILED = "BatchWriteFailures"
+M_UNITS = "WriteCapacityUnits"
+M_GSI_QUERIES = "GsiQueries"
+M_RETRY_EXHAUSTED = "RetryExhausted"
 
 #: Items one worker takes at a time: read in BatchGetItems of 100, then written in BatchWriteItems of 25.
 WORK_UNIT = 500
@@ -536,6 +540,8 @@ class DynamoStore:
             rest = [*batch, *waiting, *(w for s in suspects for w in s)]
             waiting.clear()
             suspects.clear()
+            if not at_deadline:
+                self.metrics.count(M_RETRY_EXHAUSTED, len(rest), table=info.logical)
             self._fail_writes(result, info, rest, reason, deadline=at_deadline)
 
         while waiting or suspects:
@@ -550,6 +556,8 @@ class DynamoStore:
             except (ClientError, BotoCoreError, ConnectionError) as exc:
                 err = translate(exc, action="BatchWriteItem")
                 self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
+                self.metrics.count(M_BATCH_COUNT, table=info.logical)
+                self.metrics.count(M_BATCH_FAILED, table=info.logical)
                 if not err.transient:
                     if err.code == "ValidationException" and len(batch) > 1:
                         half = len(batch) // 2
@@ -573,12 +581,14 @@ class DynamoStore:
             unprocessed = response.get("UnprocessedItems", {}).get(info.physical, [])
             if not unprocessed:
                 self.limiter.record(units, 0)
+                self.metrics.count(M_UNITS, units, table=info.logical)
                 result.report.written += len(batch)
                 stalls = 0
                 continue
             left = {codec.key_signature(_request_key(u), info.key_names) for u in unprocessed}
             pending = [w for w in batch if w.signature in left]
             self.limiter.record(units, sum(w.units for w in pending))
+            self.metrics.count(M_UNITS, units - sum(w.units for w in pending), table=info.logical)
             self.metrics.count(M_THROTTLES, table=info.logical)
             result.report.written += len(batch) - len(pending)
             stalls = 0 if len(pending) < len(batch) else stalls + 1
@@ -748,6 +758,7 @@ class DynamoStore:
             }
             if index:
                 params["IndexName"] = index
+                self.metrics.count(M_GSI_QUERIES, index=index)
             if limit is not None:
                 params["Limit"] = max(1, min(limit, 1000))
             try:
@@ -788,6 +799,7 @@ class DynamoStore:
         segment: tuple[int, int] | None,
         filter_: tuple[str, dict[str, str], dict[str, Any]] | None = None,
         stop: threading.Event | None = None,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[Item]:
         params: dict[str, Any] = {"TableName": info.physical}
         if segment is not None:
@@ -796,6 +808,10 @@ class DynamoStore:
             params["FilterExpression"], params["ExpressionAttributeNames"], params["ExpressionAttributeValues"] = (
                 filter_
             )
+        if attributes:
+            names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(attributes))}
+            params["ProjectionExpression"] = ", ".join(names)
+            params["ExpressionAttributeNames"] = {**params.get("ExpressionAttributeNames", {}), **names}
         while stop is None or not stop.is_set():
             response = self._call("scan", Deadline.never(), **params)
             for item in response.get("Items", []):
@@ -805,11 +821,12 @@ class DynamoStore:
                 return
             params["ExclusiveStartKey"] = last
 
-    def scan(self, table: str, *, segments: int = 1) -> Iterator[Item]:
-        """Every item of a table; ``segments > 1`` reads that many segments in parallel (one client each)."""
+    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
+        """Every item of a table; ``segments > 1`` reads that many segments in parallel (one client each);
+        ``attributes`` projects each item onto those attributes."""
         info = self.table_info(table)
         if segments <= 1:
-            yield from self._scan_pages(info, segment=None)
+            yield from self._scan_pages(info, segment=None, attributes=attributes)
             return
         out: queue.Queue[Any] = queue.Queue(maxsize=segments * 200)
         stop = threading.Event()
@@ -817,7 +834,7 @@ class DynamoStore:
 
         def reader(segment: int) -> None:
             try:
-                for item in self._scan_pages(info, segment=(segment, segments), stop=stop):
+                for item in self._scan_pages(info, segment=(segment, segments), stop=stop, attributes=attributes):
                     while not stop.is_set():
                         try:
                             out.put(item, timeout=0.2)
