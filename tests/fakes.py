@@ -167,9 +167,12 @@ class InMemoryStore:
             found = found[:limit]
         return iter([copy.deepcopy(i) for i in found])
 
-    def scan(self, table: str, *, segments: int = 1) -> Iterator[Item]:
+    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
         self.scans.append(table)
-        return iter(self.items(table))
+        if attributes is None:
+            return iter(self.items(table))
+        wanted = set(attributes)
+        return iter([{k: v for k, v in item.items() if k in wanted} for item in self.items(table)])
 
     def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
         definition = TABLES[table]

@@ -68,7 +68,10 @@ class ItemStore(Protocol):
         through ``index`` when given; falls back to a filtered Scan when the index is missing or failing."""
         ...
 
-    def scan(self, table: str, *, segments: int = 1) -> Iterator[Item]: ...
+    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
+        """Every item of a table; with ``attributes``, only those attributes of each item (a projection: cheaper to
+        move and to decode when a job needs only keys and a few fields)."""
+        ...
 
     def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
         """Delete ``old_key`` and put ``new_item`` in one transaction (raises PollenError when cancelled)."""

@@ -5,19 +5,18 @@ Only entry points (CLI commands, Lambda handlers) call these; jobs receive the a
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, cast
+from typing import Any
 
 from pollen.adapters import sources
+from pollen.adapters.dynamodb import store
 from pollen.observability import MetricsRecorder
 from pollen.ports import AssetSource, FundamentalsSource, ItemStore
 from pollen.settings import Settings
 
 
 def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) -> ItemStore:
-    """The DynamoDB store (pollen.adapters.dynamodb.store) for these settings."""
-    module = importlib.import_module("pollen.adapters.dynamodb.store")
-    return cast(ItemStore, module.build_store(settings, metrics, **options))
+    """The DynamoDB store for these settings."""
+    return store.build_store(settings, metrics, **options)
 
 
 def build_sources(settings: Settings, metrics: MetricsRecorder) -> tuple[AssetSource, FundamentalsSource]:

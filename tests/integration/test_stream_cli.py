@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -96,9 +95,6 @@ def test_stream_sync_without_tables_fails_cleanly(pollen_env: dict[str, str]) ->
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("pollen.adapters.dynamodb.store") is None, reason="the DynamoDB store is not in this build"
-)
 def test_backfill_command(tables: dict[str, str], dynamodb: Any, table_prefix: str) -> None:
     for i in range(30):
         put(

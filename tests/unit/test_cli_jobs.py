@@ -161,13 +161,3 @@ def test_bad_usage_exits_2_with_one_line(world: World, tmp_path: Path, args: tup
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
-
-
-def test_missing_adapters_give_a_one_line_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(*_: object, **__: object) -> None:
-        raise ModuleNotFoundError("No module named 'pollen.adapters.sources'", name="pollen.adapters.sources")
-
-    monkeypatch.setattr("pollen.wiring.build_store", missing)
-    result = invoke(tmp_path, "check", "--json")
-    assert result.exit_code == 2
-    assert "not installed" in result.stderr

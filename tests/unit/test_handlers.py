@@ -131,7 +131,10 @@ def test_sync_assets_handler_on_a_scheduled_event(world: World, capsys: pytest.C
     report = call(sync_assets, scheduled_event())
     assert report["ok"] is True and report["written"] == 3 and report["job"] == "sync-assets"
     assert len(world.store.items("assets")) == 3
-    assert {"AssetsWritten", "AssetsFetched"} <= emf_metrics(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert {"AssetsWritten", "AssetsFetched", "MemoryUsedPercent"} <= emf_metrics(out)
+    memory = [json.loads(line) for line in out.splitlines() if '"MemoryUsedPercent"' in line]
+    assert all(0 < doc["MemoryUsedPercent"][0] < 100 for doc in memory)  # of the context's 512 MB
     again = call(sync_assets, scheduled_event())  # warm container
     assert again["written"] == 0 and again["unchanged"] == 3
 

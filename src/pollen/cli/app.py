@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from pollen.cli import data, stream, sync, tables
 from pollen.cli import runtime as rt
-from pollen.cli import stream, sync, tables
 from pollen.cli.check import check
 from pollen.cli.demo import demo
 from pollen.cli.local import local
@@ -60,6 +60,8 @@ app.command("backfill")(stream.backfill)
 app.command("search")(stream.search)
 app.command("local")(local)
 app.command("demo")(demo)
+app.command("load")(data.load)
+app.command("export")(data.export)
 
 
 def main() -> None:

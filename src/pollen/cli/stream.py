@@ -93,10 +93,7 @@ def backfill(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        try:
-            store = wiring.build_store(runtime.settings, runtime.metrics)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"the DynamoDB store is not available in this build ({exc.name})") from None
+        store = wiring.build_store(runtime.settings, runtime.metrics)
         stream_sync = _sync(runtime)
         poller = _poller(runtime, stream_sync)
         report = run_backfill(store, stream_sync, poller.head_sequence, segments=segments)

@@ -11,22 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pollen import wiring
 from pollen.cli.runtime import Runtime
-from pollen.errors import ConfigError
 from pollen.ports import AssetSource, FundamentalsSource, ItemStore
 
 
 def store(runtime: Runtime) -> ItemStore:
-    try:
-        return wiring.build_store(runtime.settings, runtime.metrics)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"the DynamoDB store is not installed ({exc.name})") from None
+    return wiring.build_store(runtime.settings, runtime.metrics)
 
 
 def sources(runtime: Runtime) -> tuple[AssetSource, FundamentalsSource]:
-    try:
-        return wiring.build_sources(runtime.settings, runtime.metrics)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"the upstream clients are not installed ({exc.name})") from None
+    return wiring.build_sources(runtime.settings, runtime.metrics)
 
 
 def plain(value: Any) -> Any:

@@ -8,10 +8,13 @@ fakes (the real one goes through pollen.wiring). Adapters are built once per war
 from __future__ import annotations
 
 import logging
+import resource
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from pollen.deadline import Deadline
 from pollen.errors import AuthError, ConfigError, PollenError
@@ -99,7 +102,16 @@ class HandlerState:
             log.error("invocation failed", extra={"error": str(exc), "error_type": type(exc).__name__})
             raise
         finally:
+            self._record_memory(context)
             self.metrics.flush()
+
+    def _record_memory(self, context: LambdaContext) -> None:
+        """Peak memory as a share of the function's allocation (seed 001 alarms above 80%)."""
+        limit_mb = float(getattr(context, "memory_limit_in_mb", 0) or 0)
+        if limit_mb <= 0:
+            return
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+        self.metrics.record("MemoryUsedPercent", round(100.0 * peak_mb / limit_mb, 1), MetricUnit.Percent, job=self.job)
 
 
 def result(report: Any) -> dict[str, Any]:

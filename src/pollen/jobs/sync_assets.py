@@ -23,9 +23,9 @@ from pydantic import Field
 
 from pollen.deadline import Deadline
 from pollen.domain.assets import AlpacaAsset, asset_item, parse_asset
-from pollen.domain.values import is_valid_symbol, same_content, timestamp
+from pollen.domain.values import is_valid_symbol, timestamp
 from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
-from pollen.jobs.check import CheckReport, check_assets
+from pollen.jobs.check import CheckReport, check_assets, scan_assets_for_check
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import AssetSource, Item, ItemStore
@@ -43,6 +43,10 @@ WRITE_CHUNK = 500
 MAX_DEACTIVATED_SHARE = 0.5
 
 Progress = Callable[[int, int], None]
+
+
+#: What SyncAssets reads of every stored asset.
+CURRENT_ATTRIBUTES = ("symbol", SORT_KEY, "status", "volume")
 
 
 class SyncAssetsReport(JobReport):
@@ -118,9 +122,8 @@ class SyncAssets:
             )
             if keeper is None:
                 report.new += 1
-            elif same_content(keeper, item, ignore=frozenset({"lastSyncDate"})):
-                report.unchanged += 1
-                continue
+            # Unchanged items are recognised by the store (content without lastSyncDate), which neither rewrites
+            # them nor moves their lastSyncDate, and counts them.
             desired.append(item)
         desired += self._deactivations(current, seen_symbols, report, now_iso)
 
@@ -167,8 +170,9 @@ class SyncAssets:
         return known
 
     def _current_items(self) -> dict[str, list[Item]]:
+        """What is stored, per symbol: keys, status and volume only (whole items are read just for deactivations)."""
         current: dict[str, list[Item]] = defaultdict(list)
-        for item in self.store.scan(ASSETS.name, segments=4):
+        for item in self.store.scan(ASSETS.name, segments=4, attributes=CURRENT_ATTRIBUTES):
             current[str(item.get("symbol"))].append(item)
         return current
 
@@ -185,10 +189,11 @@ class SyncAssets:
             )
             report.ok = False
             return []
-        items = []
-        for symbol in vanished:
-            keeper = max(current[symbol], key=lambda i: str(i[SORT_KEY]))
-            items.append({**keeper, "status": "inactive", "lastSyncDate": now_iso})
+        keepers = [ASSETS.key_of(max(current[s], key=lambda i: str(i[SORT_KEY]))) for s in vanished]
+        whole = self.store.batch_get(ASSETS.name, keepers)
+        items = [
+            {**item, "status": "inactive", "lastSyncDate": now_iso} for item in whole if item.get("status") == "active"
+        ]
         report.deactivated = len(items)
         log.info("assets deactivated", extra={"count": len(items), "symbols": vanished[:20]})
         return items
@@ -221,7 +226,7 @@ class SyncAssets:
     def _check(self, report: SyncAssetsReport, now_iso: str) -> None:
         check = CheckReport(job="check", repair=True)
         try:
-            check_assets(self.store, self.store.scan(ASSETS.name, segments=4), check, repair=True, now_iso=now_iso)
+            check_assets(self.store, scan_assets_for_check(self.store), check, repair=True, now_iso=now_iso)
         except PollenError as exc:
             report.add_error(f"consistency check failed: {exc}")
             report.check = {"error": str(exc)}
@@ -230,6 +235,7 @@ class SyncAssets:
             include={"duplicate_symbols", "missing_attributes", "repaired", "unrepaired", "defects"}
         )
         self.metrics.count("ConsistencyDefects", check.duplicate_symbols + check.missing_attributes, job=JOB)
+        self.metrics.count("ConsistencyChecked", check.assets_checked, job=JOB)
         self.metrics.count("ConsistencyRepaired", check.repaired, job=JOB)
         if check.unrepaired:
             report.add_error(f"consistency check: {check.unrepaired} defects left (pollen check shows them)")

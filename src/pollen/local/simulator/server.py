@@ -56,6 +56,9 @@ def environment_for(url: str, config: SimulatorConfig) -> dict[str, str]:
         "ALPACA_API_KEY_ID": config.alpaca_key_id,
         "ALPACA_API_SECRET_KEY": config.alpaca_secret_key,
         "ALPHAVANTAGE_API_KEY": config.alphavantage_api_key,
+        # The client-side limiter follows the simulator's own quota (the defaults suit the real free tier).
+        "POLLEN_ALPHAVANTAGE_PER_MINUTE": str(config.alphavantage_per_minute),
+        "POLLEN_ALPHAVANTAGE_PER_DAY": str(config.alphavantage_per_day),
     }
 
 

@@ -1,0 +1,373 @@
+"""Plain Python/JSON values <-> DynamoDB attribute values, item size by DynamoDB's rules, key checks, content hash.
+
+Numbers: ``int``, ``Decimal``, ``float`` and (through :func:`to_decimal`) numeric strings become exact decimals; a
+float is taken by its shortest repr (``0.1`` is ``Decimal("0.1")``, not the binary expansion). DynamoDB's limits are
+enforced here: at most 38 significant digits, magnitude between 1E-130 and 9.99...E+125, no NaN or Infinity. Empty
+sets are dropped from maps (DynamoDB has no empty set). Binary values are ``bytes`` on the way in and out; on the wire
+they are base64 (the boto3 client or :mod:`pollen.adapters.dynamodb.wire` encodes them).
+
+Sizes follow DynamoDB's documented rules (Developer Guide, "Item sizes and formats"): attribute name bytes plus
+UTF-8 bytes for strings, raw bytes for binary, 1 byte per two significant digits plus 1 for numbers, 1 byte for null
+and booleans, 3 bytes for a list or map plus 1 byte per element, and the sum of the elements for sets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any
+
+from pollen.errors import InvalidRecord
+
+MAX_ITEM_BYTES = 400 * 1024
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+MAX_DIGITS = 38
+MIN_EXPONENT = -130  # smallest positive: 1E-130
+MAX_EXPONENT = 125  # largest: 9.9999999999999999999999999999999999999E+125
+
+AttributeValue = dict[str, Any]
+WireItem = dict[str, AttributeValue]
+
+_DROP = object()
+#: Wide enough that normalizing never rounds a number DynamoDB could hold (the default context keeps 28 digits).
+_EXACT = Context(prec=200)
+
+
+class CodecError(InvalidRecord):
+    """A value DynamoDB cannot store (or that pollen refuses to store silently wrong)."""
+
+
+def to_decimal(value: Any) -> Decimal:
+    """An exact Decimal for an int, Decimal, float (by its shortest repr) or numeric string; raises CodecError."""
+    if isinstance(value, bool):
+        raise CodecError(f"{value!r} is a boolean, not a number")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise CodecError(f"{value!r} is not a finite number")
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise CodecError(f"{value[:40]!r} is not a number") from None
+    else:
+        raise CodecError(f"{type(value).__name__} is not a number")
+    check_number(number)
+    return number
+
+
+def check_number(number: Decimal) -> None:
+    if not number.is_finite():
+        raise CodecError(f"{number} is not a finite number")
+    if not number:
+        return
+    normal = number.normalize(_EXACT)
+    digits = len(normal.as_tuple().digits)
+    if digits > MAX_DIGITS:
+        raise CodecError(f"{number} has {digits} significant digits (DynamoDB keeps at most {MAX_DIGITS})")
+    if not MIN_EXPONENT <= normal.adjusted() <= MAX_EXPONENT:
+        raise CodecError(f"{number} is outside DynamoDB's number range (1E-130 to 9.99E+125)")
+
+
+def number_text(value: Any) -> str:
+    """The canonical DynamoDB text of a number: normalized, plain notation where it is reasonably short."""
+    return _number(value)[0]
+
+
+def _number(value: Any) -> tuple[str, int]:
+    """Canonical text and DynamoDB size (1 byte per two significant digits, plus 1) of a number, validated."""
+    if type(value) is int and -(10**38) < value < 10**38:
+        text = str(value)
+        digits = len(text.lstrip("-").rstrip("0")) or 1
+        return text, (digits + 1) // 2 + 1
+    number = value if type(value) is Decimal else _raw_decimal(value)
+    if not number.is_finite():
+        raise CodecError(f"{value} is not a finite number")
+    if not number:
+        return "0", 2
+    normal = number.normalize(_EXACT)
+    digits = len(normal.as_tuple().digits)
+    adjusted = normal.adjusted()
+    if digits > MAX_DIGITS:
+        raise CodecError(f"{number} has {digits} significant digits (DynamoDB keeps at most {MAX_DIGITS})")
+    if not MIN_EXPONENT <= adjusted <= MAX_EXPONENT:
+        raise CodecError(f"{number} is outside DynamoDB's number range (1E-130 to 9.99E+125)")
+    text = format(normal, "f") if -40 < adjusted < 40 else str(normal)
+    return text, (digits + 1) // 2 + 1
+
+
+def _raw_decimal(value: Any) -> Decimal:
+    """Decimal of an int, float or Decimal subclass, unchecked (``_number`` checks it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise CodecError(f"{type(value).__name__} is not a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CodecError(f"{value!r} is not a finite number")
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def encode_value(value: Any) -> Any:
+    """One plain value as a DynamoDB AttributeValue (``_DROP`` for an empty set, which DynamoDB cannot hold)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int | Decimal | float):
+        return {"N": _number(value)[0]}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"B": bytes(value)}
+    if isinstance(value, Mapping):
+        encoded: dict[str, Any] = {}
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise CodecError(f"map key {key!r} is not a string")
+            av = encode_value(inner)
+            if av is not _DROP:
+                encoded[key] = av
+        return {"M": encoded}
+    if isinstance(value, list | tuple):
+        elements = []
+        for inner in value:
+            av = encode_value(inner)
+            if av is _DROP:
+                raise CodecError("an empty set inside a list cannot be stored")
+            elements.append(av)
+        return {"L": elements}
+    if isinstance(value, set | frozenset):
+        return _encode_set(value)
+    raise CodecError(f"values of type {type(value).__name__} cannot be stored")
+
+
+def _encode_set(value: set[Any] | frozenset[Any]) -> Any:
+    if not value:
+        return _DROP
+    if all(isinstance(v, str) for v in value):
+        return {"SS": sorted(value)}
+    if all(isinstance(v, int | Decimal | float) and not isinstance(v, bool) for v in value):
+        texts = {number_text(v) for v in value}
+        return {"NS": sorted(texts, key=Decimal)}
+    if all(isinstance(v, bytes | bytearray) for v in value):
+        return {"BS": sorted(bytes(v) for v in value)}
+    raise CodecError("a set must hold only strings, only numbers or only bytes")
+
+
+def encode_item(item: Mapping[str, Any]) -> WireItem:
+    """A plain item as DynamoDB attribute values (empty sets dropped)."""
+    if not isinstance(item, Mapping):
+        raise CodecError(f"an item must be a JSON object, not {type(item).__name__}")
+    encoded: WireItem = {}
+    for name, value in item.items():
+        if not isinstance(name, str) or not name:
+            raise CodecError(f"attribute name {name!r} must be a non-empty string")
+        av = encode_value(value)
+        if av is not _DROP:
+            encoded[name] = av
+    return encoded
+
+
+def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
+    """:func:`encode_item` and :func:`item_size` in one pass (the write path's hot spot)."""
+    if not isinstance(item, Mapping):
+        raise CodecError(f"an item must be a JSON object, not {type(item).__name__}")
+    encoded: WireItem = {}
+    size = 0
+    for name, value in item.items():
+        if not isinstance(name, str) or not name:
+            raise CodecError(f"attribute name {name!r} must be a non-empty string")
+        kind = type(value)
+        if kind is str:
+            encoded[name] = {"S": value}
+            size += len(name.encode("utf-8")) + len(value.encode("utf-8"))
+        elif (kind is int or kind is Decimal or kind is float) and value is not True and value is not False:
+            text, number_size = _number(value)
+            encoded[name] = {"N": text}
+            size += len(name.encode("utf-8")) + number_size
+        else:
+            av = encode_value(value)
+            if av is _DROP:
+                continue
+            encoded[name] = av
+            size += len(name.encode("utf-8")) + value_size(av)
+    return encoded, size
+
+
+def _as_bytes(value: Any) -> bytes:
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+
+def decode_value(av: Mapping[str, Any]) -> Any:
+    """A DynamoDB AttributeValue (boto3 or wire form) as a plain value (numbers as Decimal)."""
+    (kind, value), *_ = av.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return Decimal(value)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: decode_value(v) for k, v in value.items()}
+    if kind == "L":
+        return [decode_value(v) for v in value]
+    if kind == "SS":
+        return set(value)
+    if kind == "NS":
+        return {Decimal(v) for v in value}
+    if kind == "B":
+        return _as_bytes(value)
+    if kind == "BS":
+        return {_as_bytes(v) for v in value}
+    raise CodecError(f"unknown attribute type {kind!r}")
+
+
+def decode_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {name: decode_value(av) for name, av in item.items()}
+
+
+# --- sizes -------------------------------------------------------------------------------------------------------
+
+
+def _number_size(text: str) -> int:
+    number = Decimal(text)
+    digits = 1 if not number else len(number.normalize(_EXACT).as_tuple().digits)
+    return (digits + 1) // 2 + 1
+
+
+def value_size(av: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for one attribute value (without its name)."""
+    (kind, value), *_ = av.items()
+    if kind == "S":
+        return len(value.encode("utf-8"))
+    if kind == "N":
+        return _number_size(value)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "B":
+        return len(_as_bytes(value))
+    if kind == "SS":
+        return sum(len(v.encode("utf-8")) for v in value)
+    if kind == "NS":
+        return sum(_number_size(v) for v in value)
+    if kind == "BS":
+        return sum(len(_as_bytes(v)) for v in value)
+    if kind == "L":
+        return 3 + sum(value_size(v) + 1 for v in value)
+    if kind == "M":
+        return 3 + sum(len(k.encode("utf-8")) + value_size(v) + 1 for k, v in value.items())
+    raise CodecError(f"unknown attribute type {kind!r}")
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bytes DynamoDB counts for an encoded item (the 400 KB limit and capacity units use this)."""
+    return sum(len(name.encode("utf-8")) + value_size(av) for name, av in item.items())
+
+
+def write_units(size: int) -> int:
+    """Write capacity units of one put of an item this size (1 WCU per started KB)."""
+    return max(1, -(-size // 1024))
+
+
+# --- keys --------------------------------------------------------------------------------------------------------
+
+
+def check_key(item: Mapping[str, Mapping[str, Any]], key_schema: Iterable[tuple[str, str]]) -> None:
+    """Raise CodecError unless every key attribute is present, of its declared type (S/N/B), non-empty and within
+    DynamoDB's length limits. ``key_schema`` is ``[(name, type), ...]``, partition first."""
+    for position, (name, kind) in enumerate(key_schema):
+        av = item.get(name)
+        if av is None:
+            raise CodecError(f"key attribute {name!r} is missing")
+        (actual, _value), *_ = av.items()
+        if actual != kind:
+            raise CodecError(f"key attribute {name!r} must be of type {kind}, not {actual}")
+        size = value_size(av)
+        if kind in ("S", "B") and size == 0:
+            raise CodecError(f"key attribute {name!r} is empty")
+        limit = MAX_PARTITION_KEY_BYTES if position == 0 else MAX_SORT_KEY_BYTES
+        if size > limit:
+            raise CodecError(f"key attribute {name!r} is {size} bytes (limit {limit})")
+
+
+def key_signature(item: Mapping[str, Mapping[str, Any]], key_names: Iterable[str]) -> tuple[str, ...]:
+    """A hashable identity of an item's key, equal for the boto3 and the wire form of one key."""
+    parts: list[str] = []
+    for name in key_names:
+        (kind, value), *_ = item[name].items()
+        if kind == "B":
+            value = base64.b64encode(_as_bytes(value)).decode("ascii")
+        elif kind == "N":
+            value = number_text(Decimal(value))
+        parts.append(f"{kind}:{value}")
+    return tuple(parts)
+
+
+# --- content hash ------------------------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def content_hash(item: Mapping[str, Mapping[str, Any]], ignore: Iterable[str] = ()) -> str:
+    """A stable hash of an encoded item's content, without the ``ignore`` (bookkeeping) attributes."""
+    skip = set(ignore)
+    content = {k: v for k, v in item.items() if k not in skip}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# --- plain JSON (dead letters, export, load) ---------------------------------------------------------------------
+
+
+def dumps_plain(value: Any) -> str:
+    """Plain JSON with numbers written exactly (Decimal as its digits, never through float). Sets become sorted
+    lists and bytes base64 strings (JSON has neither type)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | Decimal | float):
+        return number_text(value)
+    if isinstance(value, bytes | bytearray):
+        return json.dumps(base64.b64encode(bytes(value)).decode("ascii"))
+    if isinstance(value, Mapping):
+        return (
+            "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{dumps_plain(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, set | frozenset):
+        return "[" + ",".join(dumps_plain(v) for v in sorted(value, key=_set_order)) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dumps_plain(v) for v in value) + "]"
+    raise CodecError(f"values of type {type(value).__name__} cannot be written as JSON")
+
+
+def _set_order(value: Any) -> Any:
+    return (0, value, "") if isinstance(value, int | Decimal | float) else (1, 0, str(value))
+
+
+def _reject_constant(name: str) -> Any:
+    raise CodecError(f"{name} is not a number DynamoDB can store")
+
+
+def loads_plain(text: str) -> Any:
+    """Parse plain JSON with every non-integer number as an exact Decimal; NaN and Infinity are rejected."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)

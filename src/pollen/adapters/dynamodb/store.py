@@ -1,0 +1,1135 @@
+"""The DynamoDB store: the single dispatch point for every DynamoDB call the jobs, `pollen load` and `pollen export` make.
+
+Write strategy (``upsert``): **read-diff-write**, run under the job's lease (``store.lease(job)``, taken by the jobs
+and by ``pollen load``) so that no second writer of the same job interleaves between read and write.
+
+1. Every input item is encoded (:mod:`.codec`: exact numbers, DynamoDB's types), its key checked and its size
+   measured by DynamoDB's rules; a bad item is *invalid*: reported and dead-lettered, never sent.
+2. Duplicate keys in one call are resolved before anything is sent: the newer ``lastSyncDate`` wins, else the later
+   input (:func:`.batching.resolve_duplicates`); losers are counted as *duplicates*.
+3. Each item gets a content hash (``contentHash``) over all attributes except the bookkeeping ones
+   (``lastSyncDate`` by default; the parameter ``bookkeeping``), stored with the item.
+4. Workers (``write_concurrency`` threads, each with its own client) take chunks of 100 items, read the stored
+   ``contentHash`` and ``lastSyncDate`` of those keys with one strongly consistent BatchGetItem (projection only),
+   and skip an item whose hash is unchanged (*unchanged*: not rewritten, so it keeps its stored ``lastSyncDate``) or
+   whose ``lastSyncDate`` is older than the stored one (*stale*). A stored item without a hash (written by another
+   tool) counts as changed and is rewritten once, with its hash.
+5. The rest goes out in BatchWriteItem calls of at most 25 requests and 16 MB, never two requests for one key.
+   UnprocessedItems, throttling, 5xx, resets and timeouts are retried with capped exponential backoff and full jitter;
+   the retry budget counts rounds *without progress*. A ValidationException is isolated to its item by splitting the
+   batch in halves, so its neighbours are written. All workers share an AIMD rate limiter in WCU/s, fed by throttling
+   errors and by the unprocessed share of 200 responses, capped by ``wcu_limit``.
+6. At the deadline no new request starts; whatever is not written is *failed* with the reason "deadline".
+   Every failed or invalid item is named in the returned :class:`WriteReport` and put to the dead-letter sink.
+
+Where atomicity matters the store uses conditional single writes instead: the job lease (conditional put in
+``pollenControl``) and ``move_sort_key`` (one TransactWriteItems: delete-if-exists plus put, idempotency token).
+
+Reads: ``query`` goes through a GSI when given and falls back to a filtered, sorted Scan of the base table when the
+index is missing or keeps failing (metric ``GsiFallback``); ``scan`` reads segments in parallel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pollen.adapters.dynamodb import codec
+from pollen.adapters.dynamodb.batching import (
+    MAX_BATCH_GET,
+    MAX_TRANSACT_ACTIONS,
+    resolve_duplicates,
+    take_batch,
+)
+from pollen.adapters.dynamodb.client import make_client
+from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
+from pollen.deadline import Deadline
+from pollen.errors import LeaseHeld, NotFound, PermanentError, PollenError, ThrottledError, TransientError
+from pollen.observability import MetricsRecorder
+from pollen.ports import DeadLetterSink, Item, Key
+from pollen.report import JobReport
+from pollen.settings import Settings
+from pollen.tables import CONTROL, TABLES
+
+log = logging.getLogger(__name__)
+
+SYNC_ATTRIBUTE = "lastSyncDate"
+HASH_ATTRIBUTE = "contentHash"
+HASH_ATTRIBUTE_BYTES = len(HASH_ATTRIBUTE)
+DEFAULT_BOOKKEEPING: frozenset[str] = frozenset({SYNC_ATTRIBUTE})
+
+# Metric names (seeds 000-002: write success/failure, batch timing, retries, throttles, conflicts, GSI queries).
+M_WRITTEN = "DynamoWriteSuccess"
+M_FAILED = "DynamoWriteFailure"
+M_INVALID = "DynamoWriteInvalid"
+M_BATCH_MS = "BatchWriteLatency"
+M_BATCH_COUNT = "BatchWriteRequests"
+M_RETRIES = "DynamoRetries"
+M_THROTTLES = "DynamoThrottles"
+M_UNCHANGED = "UpsertUnchanged"
+M_STALE = "UpsertStale"
+M_DUPLICATES = "UpsertDuplicates"
+M_UPSERT_MS = "UpsertDuration"
+M_GSI_MS = "GsiQueryLatency"
+M_GSI_FAILURE = "GsiQueryFailure"
+M_GSI_FALLBACK = "GsiFallback"
+M_TX_CANCELLED = "TransactionCancelled"
+M_LEASE_REFUSED = "LeaseRefused"
+M_BATCH_FAILED = "BatchWriteFailures"
+M_UNITS = "WriteCapacityUnits"
+M_GSI_QUERIES = "GsiQueries"
+M_RETRY_EXHAUSTED = "RetryExhausted"
+
+#: Items one worker takes at a time: read in BatchGetItems of 100, then written in BatchWriteItems of 25.
+WORK_UNIT = 500
+
+
+# --- reports -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemFailure:
+    """One item that was not written, with its key and why."""
+
+    key: dict[str, Any]
+    reason: str
+    kind: str = "failed"  # or "invalid"
+
+
+def key_text(key: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in key.items()) + "}"
+
+
+@dataclass
+class WriteReport:
+    """What one upsert/delete did. Satisfies ``pollen.ports.WriteOutcome``."""
+
+    table: str
+    written: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    invalid: int = 0
+    failed: int = 0
+    deadline_reached: bool = False
+    failures: list[ItemFailure] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.invalid == 0
+
+    @property
+    def total(self) -> int:
+        return self.written + self.unchanged + self.duplicates + self.stale + self.invalid + self.failed
+
+    def error_lines(self, limit: int | None = None) -> list[str]:
+        lines = [f"{self.table} {key_text(f.key)}: {f.kind}: {f.reason}" for f in self.failures]
+        return lines if limit is None else lines[:limit]
+
+    def add_to(self, report: JobReport) -> None:
+        """Add these counts and error lines into a job report (and ``duplicates``/``stale`` where it has them)."""
+        report.written += self.written
+        report.unchanged += self.unchanged
+        report.failed += self.failed
+        report.invalid += self.invalid
+        for name in ("duplicates", "stale"):
+            if name in type(report).model_fields:
+                setattr(report, name, getattr(report, name) + getattr(self, name))
+        for line in self.error_lines():
+            report.add_error(line)
+        if not self.ok:
+            report.ok = False
+
+    def merge(self, other: WriteReport) -> None:
+        for name in ("written", "unchanged", "duplicates", "stale", "invalid", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.extend(other.failures)
+        self.deadline_reached = self.deadline_reached or other.deadline_reached
+
+
+class TransactionCancelled(PermanentError):
+    """A TransactWriteItems call was cancelled; ``outcomes`` has one (code, message) per action."""
+
+    def __init__(self, message: str, *, outcomes: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.outcomes = outcomes
+
+
+# --- table metadata ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    logical: str
+    physical: str
+    key_schema: tuple[tuple[str, str], ...]
+    indexes: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.key_schema)
+
+
+@dataclass
+class _Record:
+    """One input item on its way through an upsert."""
+
+    position: int
+    plain: Mapping[str, Any]
+    key: dict[str, Any]
+    wire: dict[str, Any]
+    signature: tuple[str, ...]
+    sync: str | None
+    digest: str
+    size: int
+
+
+@dataclass
+class _Write:
+    signature: tuple[str, ...]
+    request: dict[str, Any]
+    size: int
+    units: int
+    record: Any  # _Record for puts, the plain key for deletes
+
+
+@dataclass
+class _ChunkResult:
+    report: WriteReport
+    dead: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
+    settled: int = 0
+
+
+class DynamoStore:
+    """``pollen.ports.ItemStore`` on DynamoDB. Table names are logical; ``table_prefix`` is added.
+
+    ``client`` is used for every call when given without ``client_factory`` (boto3 clients are thread-safe);
+    ``client_factory`` builds one client per worker thread (required for :class:`.wire.WireClient`).
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        table_prefix: str = "",
+        metrics: MetricsRecorder | None = None,
+        dead_letters: DeadLetterSink | None = None,
+        concurrency: int = 4,
+        wcu_limit: float | None = None,
+        retry: RetryPolicy | None = None,
+        bookkeeping: Iterable[str] = DEFAULT_BOOKKEEPING,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        if client is None and client_factory is None:
+            client_factory = lambda: make_client("dynamodb", region=region, endpoint_url=endpoint_url)  # noqa: E731
+        self._shared_client = client
+        self._factory = client_factory
+        self.table_prefix = table_prefix
+        self.metrics = metrics or MetricsRecorder()
+        self.dead_letters = dead_letters
+        self.concurrency = max(1, concurrency)
+        self.retry = retry or RetryPolicy()
+        self.limiter = AdaptiveRateLimiter(wcu_limit)
+        self.bookkeeping = frozenset(bookkeeping) | {HASH_ATTRIBUTE}
+        self.run_id = run_id or uuid.uuid4().hex
+        self._local = threading.local()
+        self._tables: dict[str, TableInfo] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._clients: list[Any] = []
+
+    # --- plumbing --------------------------------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """This thread's client."""
+        if self._factory is None:
+            return self._shared_client
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._factory()
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pollen-store")
+            return self._executor
+
+    def close(self) -> None:
+        """Stop the workers and close the connections of the clients this store built."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            clients, self._clients = self._clients, []
+        if executor is not None:
+            executor.shutdown(wait=True)
+        for client in clients:
+            closer = getattr(client, "close", None)
+            if callable(closer):
+                closer()
+        self._local = threading.local()
+
+    def __enter__(self) -> DynamoStore:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def table_info(self, table: str) -> TableInfo:
+        """Key schema and indexes of a logical table (pollen's definitions, else DescribeTable)."""
+        info = self._tables.get(table)
+        if info is not None:
+            return info
+        definition = TABLES.get(table)
+        if definition is not None:
+            info = TableInfo(
+                table,
+                self.table_prefix + table,
+                tuple((k.name, k.type) for k in (definition.partition, definition.sort) if k is not None),
+                {
+                    i.name: tuple((k.name, k.type) for k in (i.partition, i.sort) if k is not None)
+                    for i in definition.indexes
+                },
+            )
+        else:
+            info = self._describe(table)
+        self._tables[table] = info
+        return info
+
+    def _describe(self, table: str) -> TableInfo:
+        candidates = [self.table_prefix + table] + ([table] if self.table_prefix else [])
+        for physical in candidates:
+            try:
+                described = self.client().describe_table(TableName=physical)["Table"]
+            except ClientError as exc:
+                if error_code(exc) == "ResourceNotFoundException":
+                    continue
+                raise translate(exc, action=f"DescribeTable {physical}") from exc
+            except (BotoCoreError, ConnectionError) as exc:
+                raise translate(exc, action=f"DescribeTable {physical}") from exc
+            types = {a["AttributeName"]: a["AttributeType"] for a in described.get("AttributeDefinitions", [])}
+
+            def schema(keys: list[dict[str, str]], types: dict[str, str] = types) -> tuple[tuple[str, str], ...]:
+                ordered = sorted(keys, key=lambda k: k["KeyType"] != "HASH")
+                return tuple((k["AttributeName"], types[k["AttributeName"]]) for k in ordered)
+
+            return TableInfo(
+                table,
+                physical,
+                schema(described["KeySchema"]),
+                {g["IndexName"]: schema(g["KeySchema"]) for g in described.get("GlobalSecondaryIndexes", [])},
+            )
+        raise NotFound(f"table {' or '.join(dict.fromkeys(candidates))} does not exist (run `pollen tables create`)")
+
+    def _call(self, operation: str, deadline: Deadline, keys: Sequence[Mapping[str, Any]] = (), **params: Any) -> Any:
+        """One call with the retry policy for transient errors (single-item operations and reads)."""
+        stalls = 0
+        while True:
+            try:
+                return getattr(self.client(), operation)(**params)
+            except (ClientError, BotoCoreError, ConnectionError) as exc:
+                err = translate(exc, keys=keys, action=_camel(operation))
+                if not err.transient:
+                    raise err from exc
+                if isinstance(err, ThrottledError):
+                    self.metrics.count(M_THROTTLES, operation=_camel(operation))
+                stalls += 1
+                if self.retry.exhausted(stalls) or deadline.expired():
+                    raise err from exc
+                self.metrics.count(M_RETRIES, operation=_camel(operation))
+                self.retry.sleep(stalls, deadline)
+
+    # --- upsert ----------------------------------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        table: str,
+        items: Iterable[Item],
+        *,
+        deadline: Deadline | None = None,
+        compare: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> WriteReport:
+        """Write the items that changed; see the module docstring for the rules. ``compare=False`` writes every
+        valid item without reading first (no unchanged/stale detection). ``progress(n)`` is called as items
+        settle."""
+        deadline = deadline or Deadline.never()
+        started = time.perf_counter()
+        info = self.table_info(table)
+        report = WriteReport(table)
+        dead: list[tuple[Mapping[str, Any], str]] = []
+        records: list[_Record] = []
+        for position, item in enumerate(items):
+            try:
+                records.append(self._prepare_key(info, position, item))
+            except codec.CodecError as exc:
+                key = _plain_key(item, info)
+                report.invalid += 1
+                report.failures.append(ItemFailure(key, exc.message, "invalid"))
+                dead.append((item, f"invalid {key_text(key)}: {exc.message}"))
+        if report.invalid and progress:
+            progress(report.invalid)
+        resolved = resolve_duplicates(records, key=lambda r: r.signature, version=lambda r: r.sync)
+        report.duplicates = len(resolved.losers)
+        if report.duplicates and progress:
+            progress(report.duplicates)
+        winners = resolved.winners
+        chunk_size = WORK_UNIT
+        futures: list[Future[_ChunkResult]] = [
+            self._pool().submit(self._upsert_chunk, info, winners[i : i + chunk_size], deadline, compare)
+            for i in range(0, len(winners), chunk_size)
+        ]
+        for future in futures:
+            result = future.result()
+            report.merge(result.report)
+            dead.extend(result.dead)
+            if progress:
+                progress(result.settled)
+        self._dead_letter(table, dead)
+        report.duration_s = round(time.perf_counter() - started, 3)
+        self._count_report(report, "upsert")
+        if not report.ok:
+            log.warning(
+                "upsert left items unwritten",
+                extra={"table": table, "failed": report.failed, "invalid": report.invalid},
+            )
+        return report
+
+    def _prepare_key(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
+        """The cheap first pass (key and version only), enough to resolve duplicates before the workers start."""
+        if not isinstance(item, Mapping):
+            raise codec.CodecError(f"an item must be a JSON object, not {type(item).__name__}")
+        key_wire = codec.encode_item({name: item[name] for name in info.key_names if name in item})
+        codec.check_key(key_wire, info.key_schema)
+        sync = item.get(SYNC_ATTRIBUTE)
+        return _Record(
+            position=position,
+            plain=item,
+            key={name: item[name] for name in info.key_names},
+            wire=key_wire,
+            signature=codec.key_signature(key_wire, info.key_names),
+            sync=sync if isinstance(sync, str) else None,
+            digest="",
+            size=0,
+        )
+
+    def _complete(self, record: _Record) -> None:
+        """The full encoding, content hash and size check (done by the workers, in parallel with the I/O)."""
+        wire, size = codec.encode_item_sized(record.plain)
+        digest = codec.content_hash(wire, self.bookkeeping)
+        wire[HASH_ATTRIBUTE] = {"S": digest}
+        size += HASH_ATTRIBUTE_BYTES + len(digest)
+        if size > codec.MAX_ITEM_BYTES:
+            raise codec.CodecError(f"item is {size} bytes, over DynamoDB's 400 KB limit")
+        record.wire, record.digest, record.size = wire, digest, size
+
+    def _prepare(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
+        record = self._prepare_key(info, position, item)
+        self._complete(record)
+        return record
+
+    def _upsert_chunk(
+        self, info: TableInfo, records: Sequence[_Record], deadline: Deadline, compare: bool
+    ) -> _ChunkResult:
+        result = _ChunkResult(WriteReport(info.logical), settled=len(records))
+        valid: list[_Record] = []
+        for record in records:
+            try:
+                self._complete(record)
+            except codec.CodecError as exc:
+                result.report.invalid += 1
+                result.report.failures.append(ItemFailure(record.key, exc.message, "invalid"))
+                result.dead.append((record.plain, f"invalid {key_text(record.key)}: {exc.message}"))
+                continue
+            valid.append(record)
+        records = valid
+        to_write: list[_Record] = list(records)
+        if deadline.expired():
+            self._fail_all(result, info, to_write, "deadline reached before the item was sent", deadline=True)
+            return result
+        if compare:
+            try:
+                stored = self._stored_versions(info, records, deadline)
+            except PollenError as exc:
+                self._fail_all(result, info, to_write, f"could not read the stored version: {exc.message}")
+                return result
+            to_write = []
+            for record in records:
+                current = stored.get(record.signature)
+                if current is not None and current[0] == record.digest:
+                    result.report.unchanged += 1
+                elif current is not None and record.sync and current[1] and record.sync < current[1]:
+                    result.report.stale += 1
+                else:
+                    to_write.append(record)
+        writes = [
+            _Write(r.signature, {"PutRequest": {"Item": r.wire}}, r.size, codec.write_units(r.size), r)
+            for r in to_write
+        ]
+        self._send(info, writes, deadline, result)
+        return result
+
+    def _stored_versions(
+        self, info: TableInfo, records: Sequence[_Record], deadline: Deadline
+    ) -> dict[tuple[str, ...], tuple[str | None, str | None]]:
+        """Stored ``contentHash`` and ``lastSyncDate`` by key signature, 100 keys per BatchGetItem; unprocessed keys
+        go back in the queue and ride along with the next request."""
+        names = {f"#k{i}": name for i, name in enumerate(info.key_names)}
+        names.update({"#h": HASH_ATTRIBUTE, "#s": SYNC_ATTRIBUTE})
+        waiting = deque({name: r.wire[name] for name in info.key_names} for r in records)
+        found: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
+        stalls = 0
+        while waiting:
+            keys = [waiting.popleft() for _ in range(min(MAX_BATCH_GET, len(waiting)))]
+            request = {
+                info.physical: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            response = self._call("batch_get_item", deadline, RequestItems=request)
+            for item in response.get("Responses", {}).get(info.physical, []):
+                digest = item.get(HASH_ATTRIBUTE, {}).get("S")
+                sync = item.get(SYNC_ATTRIBUTE, {}).get("S")
+                found[codec.key_signature(item, info.key_names)] = (digest, sync)
+            left = response.get("UnprocessedKeys", {}).get(info.physical, {}).get("Keys", [])
+            if not left:
+                stalls = 0
+                continue
+            stalls = stalls + 1 if len(left) == len(keys) else 0
+            waiting.extend(left)
+            if self.retry.exhausted(stalls) or deadline.expired():
+                raise TransientError(f"BatchGetItem: {len(waiting)} keys left unprocessed after retries")
+            self.metrics.count(M_RETRIES, operation="BatchGetItem")
+            self.retry.sleep(stalls, deadline)
+        return found
+
+    def _send(self, info: TableInfo, writes: list[_Write], deadline: Deadline, result: _ChunkResult) -> None:
+        """Send writes in BatchWriteItem calls until each is written or failed. Unprocessed requests go back in the
+        queue and fill the next batch with fresh ones (so retries cost few extra requests); the halves of a batch
+        that hit a permanent error are sent on their own until the offending item is alone."""
+        waiting: deque[_Write] = deque(writes)
+        suspects: list[list[_Write]] = []
+        stalls = 0
+
+        def give_up(batch: Sequence[_Write], reason: str, *, at_deadline: bool = False) -> None:
+            rest = [*batch, *waiting, *(w for s in suspects for w in s)]
+            waiting.clear()
+            suspects.clear()
+            if not at_deadline:
+                self.metrics.count(M_RETRY_EXHAUSTED, len(rest), table=info.logical)
+            self._fail_writes(result, info, rest, reason, deadline=at_deadline)
+
+        while waiting or suspects:
+            batch = suspects.pop() if suspects else _next_batch(waiting)
+            units = sum(w.units for w in batch)
+            if deadline.expired() or not self.limiter.acquire(units, deadline):
+                give_up(batch, "deadline reached before the item was written", at_deadline=True)
+                return
+            started = time.perf_counter()
+            try:
+                response = self.client().batch_write_item(RequestItems={info.physical: [w.request for w in batch]})
+            except (ClientError, BotoCoreError, ConnectionError) as exc:
+                err = translate(exc, action="BatchWriteItem")
+                self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
+                self.metrics.count(M_BATCH_COUNT, table=info.logical)
+                self.metrics.count(M_BATCH_FAILED, table=info.logical)
+                if not err.transient:
+                    if err.code == "ValidationException" and len(batch) > 1:
+                        half = len(batch) // 2
+                        suspects.extend([batch[half:], batch[:half]])
+                    else:
+                        self._fail_writes(result, info, batch, err.message)
+                    continue
+                if isinstance(err, ThrottledError):
+                    self.limiter.record(units, units)
+                    self.metrics.count(M_THROTTLES, table=info.logical)
+                stalls += 1
+                if self.retry.exhausted(stalls):
+                    give_up(batch, f"gave up after {stalls} rounds without progress: {err.message}")
+                    return
+                waiting.extendleft(reversed(batch))
+                self.metrics.count(M_RETRIES, table=info.logical)
+                self.retry.sleep(stalls, deadline)
+                continue
+            self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
+            self.metrics.count(M_BATCH_COUNT, table=info.logical)
+            unprocessed = response.get("UnprocessedItems", {}).get(info.physical, [])
+            if not unprocessed:
+                self.limiter.record(units, 0)
+                self.metrics.count(M_UNITS, units, table=info.logical)
+                result.report.written += len(batch)
+                stalls = 0
+                continue
+            left = {codec.key_signature(_request_key(u), info.key_names) for u in unprocessed}
+            pending = [w for w in batch if w.signature in left]
+            self.limiter.record(units, sum(w.units for w in pending))
+            self.metrics.count(M_UNITS, units - sum(w.units for w in pending), table=info.logical)
+            self.metrics.count(M_THROTTLES, table=info.logical)
+            result.report.written += len(batch) - len(pending)
+            stalls = 0 if len(pending) < len(batch) else stalls + 1
+            if self.retry.exhausted(stalls):
+                give_up(pending, f"still unprocessed after {stalls} rounds without progress")
+                return
+            waiting.extend(pending)
+            self.metrics.count(M_RETRIES, table=info.logical)
+            self.retry.sleep(stalls, deadline)
+
+    def _fail_writes(
+        self, result: _ChunkResult, info: TableInfo, writes: Sequence[_Write], reason: str, *, deadline: bool = False
+    ) -> None:
+        for write in writes:
+            record = write.record
+            if isinstance(record, _Record):
+                self._fail_one(result, record.key, record.plain, reason)
+            else:
+                self._fail_one(result, record, record, reason)
+        result.report.deadline_reached = result.report.deadline_reached or deadline
+
+    def _fail_all(
+        self, result: _ChunkResult, info: TableInfo, records: Sequence[_Record], reason: str, *, deadline: bool = False
+    ) -> None:
+        for record in records:
+            self._fail_one(result, record.key, record.plain, reason)
+        result.report.deadline_reached = result.report.deadline_reached or deadline
+
+    @staticmethod
+    def _fail_one(result: _ChunkResult, key: dict[str, Any], plain: Mapping[str, Any], reason: str) -> None:
+        result.report.failed += 1
+        result.report.failures.append(ItemFailure(key, reason))
+        result.dead.append((plain, f"failed {key_text(key)}: {reason}"))
+
+    def _dead_letter(self, table: str, dead: list[tuple[Mapping[str, Any], str]]) -> None:
+        if self.dead_letters is None or not dead:
+            return
+        put_many = getattr(self.dead_letters, "put_many", None)
+        if callable(put_many):
+            put_many(table, dead)
+            return
+        for item, reason in dead:
+            self.dead_letters.put(table, item, reason)
+
+    def _count_report(self, report: WriteReport, operation: str) -> None:
+        dims = {"table": report.table, "operation": operation}
+        for metric, value in (
+            (M_WRITTEN, report.written),
+            (M_FAILED, report.failed),
+            (M_INVALID, report.invalid),
+            (M_UNCHANGED, report.unchanged),
+            (M_STALE, report.stale),
+            (M_DUPLICATES, report.duplicates),
+        ):
+            if value:
+                self.metrics.count(metric, value, **dims)
+        self.metrics.timing_ms(M_UPSERT_MS, report.duration_s * 1000, **dims)
+
+    # --- delete ----------------------------------------------------------------------------------------------------
+
+    def delete(self, table: str, keys: Iterable[Key], *, deadline: Deadline | None = None) -> WriteReport:
+        """Delete items by key (a missing item is not an error); duplicate keys are sent once."""
+        deadline = deadline or Deadline.never()
+        started = time.perf_counter()
+        info = self.table_info(table)
+        report = WriteReport(table)
+        dead: list[tuple[Mapping[str, Any], str]] = []
+        writes: dict[tuple[str, ...], _Write] = {}
+        for key in keys:
+            plain = {name: key.get(name) for name in info.key_names} if isinstance(key, Mapping) else {}
+            try:
+                wire = codec.encode_item({name: key[name] for name in info.key_names if name in key})
+                codec.check_key(wire, info.key_schema)
+            except (codec.CodecError, TypeError) as exc:
+                message = exc.message if isinstance(exc, PollenError) else str(exc)
+                report.invalid += 1
+                report.failures.append(ItemFailure(plain, message, "invalid"))
+                continue
+            signature = codec.key_signature(wire, info.key_names)
+            if signature in writes:
+                report.duplicates += 1
+            writes[signature] = _Write(signature, {"DeleteRequest": {"Key": wire}}, codec.item_size(wire), 1, plain)
+        result = _ChunkResult(report)
+        self._send(info, list(writes.values()), deadline, result)
+        dead.extend(result.dead)
+        self._dead_letter(f"{table}.deletes", dead)
+        report.duration_s = round(time.perf_counter() - started, 3)
+        self._count_report(report, "delete")
+        return report
+
+    # --- reads -----------------------------------------------------------------------------------------------------
+
+    def _strip(self, item: Mapping[str, Any]) -> Item:
+        plain = codec.decode_item(item)
+        plain.pop(HASH_ATTRIBUTE, None)
+        return plain
+
+    def get(self, table: str, key: Key) -> Item | None:
+        info = self.table_info(table)
+        wire = codec.encode_item({name: key[name] for name in info.key_names})
+        response = self._call(
+            "get_item", Deadline.never(), keys=[key], TableName=info.physical, Key=wire, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._strip(item) if item else None
+
+    def batch_get(self, table: str, keys: Sequence[Key]) -> list[Item]:
+        """The items that exist, in the order of ``keys`` (duplicates and missing keys left out)."""
+        info = self.table_info(table)
+        order: dict[tuple[str, ...], dict[str, Any]] = {}
+        for key in keys:
+            wire = codec.encode_item({name: key[name] for name in info.key_names})
+            order.setdefault(codec.key_signature(wire, info.key_names), wire)
+        found: dict[tuple[str, ...], Item] = {}
+        wires = list(order.values())
+        for start in range(0, len(wires), MAX_BATCH_GET):
+            pending = wires[start : start + MAX_BATCH_GET]
+            stalls = 0
+            while pending:
+                response = self._call(
+                    "batch_get_item",
+                    Deadline.never(),
+                    RequestItems={info.physical: {"Keys": pending, "ConsistentRead": True}},
+                )
+                for item in response.get("Responses", {}).get(info.physical, []):
+                    found[codec.key_signature(item, info.key_names)] = self._strip(item)
+                left = response.get("UnprocessedKeys", {}).get(info.physical, {}).get("Keys", [])
+                stalls = stalls + 1 if len(left) == len(pending) else 0
+                pending = left
+                if pending:
+                    if self.retry.exhausted(stalls):
+                        raise TransientError(f"BatchGetItem {table}: {len(pending)} keys left unprocessed")
+                    self.retry.sleep(stalls, Deadline.never())
+        return [found[s] for s in order if s in found]
+
+    def query(
+        self,
+        table: str,
+        *,
+        partition: tuple[str, Any],
+        sort_between: tuple[Any, Any] | None = None,
+        index: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Item]:
+        """Items with ``partition[0] == partition[1]`` (sort key within ``sort_between``, inclusive), in sort-key
+        order, through ``index`` when given; falls back to a filtered Scan when the index is missing or failing."""
+        info = self.table_info(table)
+        schema = info.indexes.get(index) if index else info.key_schema
+        sort_name = _sort_name(schema, info, index)
+        names = {"#p": partition[0]}
+        values = {":p": codec.encode_value(partition[1])}
+        condition = "#p = :p"
+        if sort_between is not None and sort_name is not None:
+            names["#s"] = sort_name
+            values[":lo"] = codec.encode_value(sort_between[0])
+            values[":hi"] = codec.encode_value(sort_between[1])
+            condition += " AND #s BETWEEN :lo AND :hi"
+        yielded = 0
+        if schema is not None:
+            params: dict[str, Any] = {
+                "TableName": info.physical,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": not descending,
+            }
+            if index:
+                params["IndexName"] = index
+                self.metrics.count(M_GSI_QUERIES, index=index)
+            if limit is not None:
+                params["Limit"] = max(1, min(limit, 1000))
+            try:
+                while True:
+                    started = time.perf_counter()
+                    response = self._call("query", Deadline.never(), **params)
+                    if index:
+                        self.metrics.timing_ms(M_GSI_MS, (time.perf_counter() - started) * 1000, index=index)
+                    for item in response.get("Items", []):
+                        if limit is not None and yielded >= limit:
+                            return
+                        yielded += 1
+                        yield self._strip(item)
+                    last = response.get("LastEvaluatedKey")
+                    if not last or (limit is not None and yielded >= limit):
+                        return
+                    params["ExclusiveStartKey"] = last
+            except PollenError as exc:
+                if not index:
+                    raise
+                self.metrics.count(M_GSI_FAILURE, index=index)
+                log.warning("index query failed; scanning the table", extra={"index": index, "error": exc.message})
+        if index:
+            self.metrics.count(M_GSI_FALLBACK, index=index)
+        if sort_name is not None and sort_between is None:
+            condition += " AND attribute_exists(#s)"
+            names["#s"] = sort_name
+        matches = list(self._scan_pages(info, segment=None, filter_=(condition, names, values)))
+        if sort_name is not None:
+            matches.sort(key=lambda item: _sort_value(item.get(sort_name)), reverse=descending)
+        end = None if limit is None else limit
+        yield from matches[yielded:end]
+
+    def _scan_pages(
+        self,
+        info: TableInfo,
+        *,
+        segment: tuple[int, int] | None,
+        filter_: tuple[str, dict[str, str], dict[str, Any]] | None = None,
+        stop: threading.Event | None = None,
+        attributes: Sequence[str] | None = None,
+    ) -> Iterator[Item]:
+        params: dict[str, Any] = {"TableName": info.physical}
+        if segment is not None:
+            params["Segment"], params["TotalSegments"] = segment
+        if filter_ is not None:
+            params["FilterExpression"], params["ExpressionAttributeNames"], params["ExpressionAttributeValues"] = (
+                filter_
+            )
+        if attributes:
+            names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(attributes))}
+            params["ProjectionExpression"] = ", ".join(names)
+            params["ExpressionAttributeNames"] = {**params.get("ExpressionAttributeNames", {}), **names}
+        while stop is None or not stop.is_set():
+            response = self._call("scan", Deadline.never(), **params)
+            for item in response.get("Items", []):
+                yield self._strip(item)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            params["ExclusiveStartKey"] = last
+
+    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
+        """Every item of a table; ``segments > 1`` reads that many segments in parallel (one client each);
+        ``attributes`` projects each item onto those attributes."""
+        info = self.table_info(table)
+        if segments <= 1:
+            yield from self._scan_pages(info, segment=None, attributes=attributes)
+            return
+        out: queue.Queue[Any] = queue.Queue(maxsize=segments * 200)
+        stop = threading.Event()
+        done = object()
+
+        def reader(segment: int) -> None:
+            try:
+                for item in self._scan_pages(info, segment=(segment, segments), stop=stop, attributes=attributes):
+                    while not stop.is_set():
+                        try:
+                            out.put(item, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                out.put(exc)
+            finally:
+                out.put(done)
+
+        threads = [
+            threading.Thread(target=reader, args=(s,), name=f"pollen-scan-{s}", daemon=True) for s in range(segments)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            finished = 0
+            while finished < segments:
+                entry = out.get()
+                if entry is done:
+                    finished += 1
+                elif isinstance(entry, BaseException):
+                    raise entry
+                else:
+                    yield entry
+        finally:
+            stop.set()
+            while any(t.is_alive() for t in threads):
+                with suppress(queue.Empty):
+                    out.get(timeout=0.05)
+
+    # --- transactions ----------------------------------------------------------------------------------------------
+
+    def put_action(
+        self, table: str, item: Item, *, condition: str | None = None, names: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A TransactWriteItems Put of a plain item (encoded, checked, with its content hash)."""
+        info = self.table_info(table)
+        record = self._prepare(info, 0, item)
+        action: dict[str, Any] = {"TableName": info.physical, "Item": record.wire}
+        if condition:
+            action["ConditionExpression"] = condition
+            if names:
+                action["ExpressionAttributeNames"] = names
+        return {"Put": action}
+
+    def delete_action(self, table: str, key: Key, *, must_exist: bool = False) -> dict[str, Any]:
+        info = self.table_info(table)
+        wire = codec.encode_item({name: key[name] for name in info.key_names})
+        codec.check_key(wire, info.key_schema)
+        action: dict[str, Any] = {"TableName": info.physical, "Key": wire}
+        if must_exist:
+            action["ConditionExpression"] = "attribute_exists(#pk)"
+            action["ExpressionAttributeNames"] = {"#pk": info.key_names[0]}
+        return {"Delete": action}
+
+    def transact_write(
+        self, actions: Sequence[dict[str, Any]], *, token: str | None = None, deadline: Deadline | None = None
+    ) -> None:
+        """One TransactWriteItems (at most 100 actions) with an idempotency token (derived from the actions when not
+        given, so a retried call is not applied twice). Transient cancellations (conflicts, throttling) are retried
+        with the same token; otherwise raises :class:`TransactionCancelled` with one outcome per action."""
+        if not actions:
+            return
+        if len(actions) > MAX_TRANSACT_ACTIONS:
+            raise PermanentError(f"a transaction holds at most {MAX_TRANSACT_ACTIONS} actions, not {len(actions)}")
+        deadline = deadline or Deadline.never()
+        if token is None:
+            text = json.dumps(actions, sort_keys=True, default=_token_default)
+            token = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        stalls = 0
+        while True:
+            try:
+                self.client().transact_write_items(TransactItems=list(actions), ClientRequestToken=token)
+                return
+            except ClientError as exc:
+                err = self._transaction_error(exc, actions)
+            except (BotoCoreError, ConnectionError) as exc:
+                err = translate(exc, action="TransactWriteItems")
+            if not err.transient:
+                if isinstance(err, TransactionCancelled):
+                    self.metrics.count(M_TX_CANCELLED)
+                raise err
+            stalls += 1
+            if self.retry.exhausted(stalls) or deadline.expired():
+                raise err
+            self.metrics.count(M_RETRIES, operation="TransactWriteItems")
+            self.retry.sleep(stalls, deadline)
+
+    def _transaction_error(self, exc: ClientError, actions: Sequence[dict[str, Any]]) -> PollenError:
+        if error_code(exc) != "TransactionCanceledException":
+            return translate(exc, action="TransactWriteItems")
+        reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []
+        outcomes = [(str(r.get("Code") or "None"), str(r.get("Message") or "")) for r in reasons]
+        transient_codes = {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+        failing = [(i, code, message) for i, (code, message) in enumerate(outcomes) if code != "None"]
+        parts = []
+        for i, code, message in failing:
+            verb, body = next(iter(actions[i].items())) if i < len(actions) else ("?", {})
+            what = key_text(codec.decode_item(body.get("Key") or {})) if verb != "Put" else "new item"
+            explain = (
+                " (the item to delete does not exist)" if code == "ConditionalCheckFailed" and verb == "Delete" else ""
+            )
+            parts.append(f"action {i + 1} ({verb} {what}): {code}{explain}{': ' + message if message else ''}")
+        transient = bool(failing) and all(code in transient_codes for _, code, _ in failing)
+        message = "transaction cancelled: " + ("; ".join(parts) or str(exc))
+        return TransactionCancelled(message[:500], outcomes=outcomes, code="TransactionCanceled", transient=transient)
+
+    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
+        """Delete ``old_key`` and put ``new_item`` in one transaction (the delete requires the old item to exist).
+        Raises TransactionCancelled (a PollenError) naming the reason when it is cancelled."""
+        info = self.table_info(table)
+        put = self.put_action(table, new_item)
+        old_wire = codec.encode_item({name: old_key[name] for name in info.key_names})
+        if codec.key_signature(old_wire, info.key_names) == codec.key_signature(put["Put"]["Item"], info.key_names):
+            put["Put"]["ConditionExpression"] = "attribute_exists(#pk)"
+            put["Put"]["ExpressionAttributeNames"] = {"#pk": info.key_names[0]}
+            self.transact_write([put])
+            return
+        self.transact_write([self.delete_action(table, old_key, must_exist=True), put])
+
+    # --- lease -----------------------------------------------------------------------------------------------------
+
+    def lease(self, job: str, ttl_s: float) -> JobLease:
+        """Hold the job's lease for the ``with`` block; raises LeaseHeld when another live run holds it."""
+        return JobLease(self, job, ttl_s)
+
+
+class JobLease:
+    """A lock item ``{pk: "lease#<job>", sk: "lease"}`` in ``pollenControl``, taken by a conditional put that succeeds
+    only when no item exists or the existing one has expired (``expiresAt``, epoch seconds, also the table's TTL)."""
+
+    def __init__(self, store: DynamoStore, job: str, ttl_s: float) -> None:
+        self.store = store
+        self.job = job
+        self.ttl_s = ttl_s
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+        self.key = {"pk": f"lease#{job}", "sk": "lease"}
+        self.held = False
+
+    def __enter__(self) -> JobLease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()
+
+    def _physical(self) -> str:
+        return self.store.table_info(CONTROL.name).physical
+
+    def acquire(self) -> None:
+        now = time.time()
+        expires = now + self.ttl_s
+        item = {
+            **self.key,
+            "owner": self.owner,
+            "expiresAt": Decimal(f"{expires:.3f}"),
+            "expiresAtIso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            "acquiredAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        }
+        try:
+            self.store.client().put_item(
+                TableName=self._physical(),
+                Item=codec.encode_item(item),
+                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate(exc, action=f"lease {self.job}") from exc
+            current = self.store.get(CONTROL.name, self.key) or {}
+            self.store.metrics.count(M_LEASE_REFUSED, job=self.job)
+            raise LeaseHeld(
+                f"job {self.job!r} is already running (lease held by {current.get('owner', 'another run')} until "
+                f"{current.get('expiresAtIso', 'its expiry')}); wait for it to finish or for the lease to expire",
+                code="LeaseHeld",
+            ) from exc
+        except (BotoCoreError, ConnectionError) as exc:
+            raise translate(exc, action=f"lease {self.job}") from exc
+        self.held = True
+        log.info("lease taken", extra={"job": self.job, "owner": self.owner, "ttl_s": self.ttl_s})
+
+    def renew(self, ttl_s: float | None = None) -> None:
+        """Extend the lease (raises LeaseHeld if it was lost to another run after expiring)."""
+        expires = time.time() + (ttl_s or self.ttl_s)
+        try:
+            self.store.client().update_item(
+                TableName=self._physical(),
+                Key=codec.encode_item(self.key),
+                UpdateExpression="SET expiresAt = :e, expiresAtIso = :iso",
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={
+                    ":e": {"N": f"{expires:.3f}"},
+                    ":iso": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))},
+                    ":me": {"S": self.owner},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseHeld(f"job {self.job!r}: lease lost to another run", code="LeaseLost") from exc
+            raise translate(exc, action=f"renew lease {self.job}") from exc
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        try:
+            self.store.client().delete_item(
+                TableName=self._physical(),
+                Key=codec.encode_item(self.key),
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":me": {"S": self.owner}},
+            )
+        except (
+            ClientError,
+            BotoCoreError,
+            ConnectionError,
+        ) as exc:  # it expires by itself; never mask the job's result
+            log.warning("could not release lease", extra={"job": self.job, "error": str(exc)[:200]})
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def _token_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return str(value)
+
+
+def _next_batch(waiting: deque[_Write]) -> list[_Write]:
+    return take_batch(waiting, key=lambda w: w.signature, size=lambda w: w.size)
+
+
+def _request_key(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "PutRequest" in request:
+        return request["PutRequest"]["Item"]  # type: ignore[no-any-return]
+    return request["DeleteRequest"]["Key"]  # type: ignore[no-any-return]
+
+
+def _plain_key(item: Any, info: TableInfo) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        return {}
+    return {name: item.get(name) for name in info.key_names}
+
+
+def _sort_name(schema: tuple[tuple[str, str], ...] | None, info: TableInfo, index: str | None) -> str | None:
+    if schema is not None:
+        return schema[1][0] if len(schema) > 1 else None
+    # Unknown index: guess nothing about its sort key; the fallback then returns the matches unsorted.
+    return None
+
+
+def _sort_value(value: Any) -> tuple[int, Any]:
+    if isinstance(value, Decimal | int):
+        return (0, Decimal(value))
+    if isinstance(value, bytes):
+        return (2, value)
+    return (1, "" if value is None else str(value))
+
+
+def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) -> DynamoStore:
+    """The store for these settings: per-worker wire clients, ``write_concurrency`` workers, the ``wcu_limit``
+    ceiling, dead letters under ``settings.home / "dead-letters"``. ``options`` go to :class:`DynamoStore`
+    (``transport="boto3"`` uses boto3 clients instead of the lean wire client)."""
+    from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+    from pollen.adapters.dynamodb.wire import wire_client_factory
+
+    transport = options.pop("transport", "wire")
+    if "client" not in options and "client_factory" not in options:
+        if transport == "wire":
+            options["client_factory"] = wire_client_factory(
+                region=settings.region, endpoint_url=settings.dynamodb_endpoint
+            )
+        else:
+            options["client_factory"] = lambda: make_client(
+                "dynamodb",
+                region=settings.region,
+                endpoint_url=settings.dynamodb_endpoint,
+                max_pool_connections=max(10, settings.write_concurrency * 2),
+            )
+    options.setdefault("dead_letters", JsonlDeadLetters(settings.home / "dead-letters"))
+    options.setdefault("concurrency", settings.write_concurrency)
+    options.setdefault("wcu_limit", settings.wcu_limit)
+    return DynamoStore(
+        table_prefix=settings.table_prefix,
+        metrics=metrics,
+        region=settings.region,
+        endpoint_url=settings.dynamodb_endpoint,
+        **options,
+    )

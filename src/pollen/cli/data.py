@@ -1,0 +1,161 @@
+"""`pollen load TABLE FILE` and `pollen export TABLE FILE`: JSON Lines in and out of a table, numbers exact."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
+from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+from pollen.adapters.dynamodb.store import DynamoStore, build_store
+from pollen.cli import runtime as rt
+from pollen.deadline import Deadline
+from pollen.errors import ConfigError, NotFound
+from pollen.report import JobReport, Stopwatch
+
+log = logging.getLogger(__name__)
+
+#: How long a load's lease lives when no deadline is given (a crashed load blocks the next one at most this long).
+LOAD_LEASE_S = 900.0
+#: With a deadline, the lease outlives it by this much (time to dead-letter and report).
+LEASE_MARGIN_S = 5.0
+
+
+class LoadReport(JobReport):
+    table: str = ""
+    duplicates: int = 0
+    stale: int = 0
+    deadline_reached: bool = False
+    dead_letters: list[str] = []
+
+
+class ExportReport(JobReport):
+    table: str = ""
+    file: str = ""
+
+
+def _progress(runtime: rt.Runtime, label: str, total: int | None) -> Progress:
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=runtime.err,
+        transient=True,
+        disable=not runtime.err.is_terminal,
+    )
+    progress.add_task(label, total=total)
+    return progress
+
+
+def read_items(path: Path, report: JobReport) -> list[dict[str, Any]]:
+    """Plain JSON items, one per line; a bad line is counted invalid and named in the report."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    items: list[dict[str, Any]] = []
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = loads_plain(line)
+            except (ValueError, CodecError) as exc:
+                report.invalid += 1
+                report.add_error(f"{path.name} line {number}: not valid JSON ({str(exc)[:80]})")
+                continue
+            if not isinstance(value, dict):
+                report.invalid += 1
+                report.add_error(f"{path.name} line {number}: not a JSON object")
+                continue
+            items.append(value)
+    return items
+
+
+def load(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="Table name (prefix added), or any existing table."),
+    file: Path = typer.Argument(..., help="JSON Lines file of plain JSON items."),
+    deadline_s: float | None = typer.Option(None, "--deadline", help="Stop sending after this many seconds."),
+    json_output: bool = rt.JSON_OPTION,
+) -> None:
+    """Bulk upsert of a JSON Lines file into a table (unchanged items are not rewritten)."""
+    runtime = rt.start(ctx, json_output)
+
+    def action() -> None:
+        watch = Stopwatch()
+        report = LoadReport(job="load", table=table)
+        items = read_items(file, report)
+        store = build_store(runtime.settings, runtime.metrics)
+        deadline = Deadline.after(deadline_s)
+        with store, _load_lease(store, table, deadline_s), _progress(runtime, f"load {table}", len(items)) as bar:
+            task = bar.task_ids[0]
+            outcome = store.upsert(table, items, deadline=deadline, progress=lambda n: bar.advance(task, n))
+        outcome.add_to(report)
+        report.deadline_reached = outcome.deadline_reached
+        if isinstance(store.dead_letters, JsonlDeadLetters):
+            report.dead_letters = [str(p) for p in store.dead_letters.files()]
+        report.ok = report.ok and report.invalid == 0 and report.failed == 0
+        report.duration_s = watch.elapsed_s
+        rt.finish(runtime, report)
+
+    rt.run(runtime, action)
+
+
+class _NoLease:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+
+def _load_lease(store: DynamoStore, table: str, deadline_s: float | None) -> Any:
+    """Two loads of one table never overlap; without pollen's control table the load runs unleased."""
+    try:
+        store.table_info("pollenControl")
+        store.get("pollenControl", {"pk": f"lease#load:{table}", "sk": "lease"})
+    except NotFound:
+        log.warning("no pollenControl table: loading without a lease", extra={"table": table})
+        return _NoLease()
+    return store.lease(f"load:{table}", (deadline_s + LEASE_MARGIN_S) if deadline_s else LOAD_LEASE_S)
+
+
+def export(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="Table name (prefix added), or any existing table."),
+    file: Path = typer.Argument(..., help="JSON Lines file to write."),
+    segments: int = typer.Option(4, "--segments", min=1, max=64, help="Parallel scan segments."),
+    json_output: bool = rt.JSON_OPTION,
+) -> None:
+    """Every item of a table to JSON Lines, in the form `pollen load` reads."""
+    runtime = rt.start(ctx, json_output)
+
+    def action() -> None:
+        watch = Stopwatch()
+        report = ExportReport(job="export", table=table, file=str(file))
+        store = build_store(runtime.settings, runtime.metrics)
+        try:
+            handle = file.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {file}: {exc.strerror or exc}") from None
+        with store, handle, _progress(runtime, f"export {table}", None) as bar:
+            task = bar.task_ids[0]
+            for item in _items(store, table, segments):
+                handle.write(dumps_plain(item) + "\n")
+                report.written += 1
+                bar.advance(task, 1)
+        report.duration_s = watch.elapsed_s
+        rt.finish(runtime, report)
+
+    rt.run(runtime, action)
+
+
+def _items(store: DynamoStore, table: str, segments: int) -> Iterator[dict[str, Any]]:
+    yield from store.scan(table, segments=segments)

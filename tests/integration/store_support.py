@@ -1,0 +1,70 @@
+"""Shared helpers for the store tests: tables, a fault proxy in front of the test server, a store through it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pollen.adapters.dynamodb.admin import ensure_tables
+from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+from pollen.adapters.dynamodb.retry import RetryPolicy
+from pollen.adapters.dynamodb.store import DynamoStore
+from pollen.adapters.dynamodb.wire import wire_client_factory
+from pollen.local.faultproxy import FaultProxy
+from pollen.observability import MetricsRecorder
+from pollen.tables import ASSETS, CONTROL, EARNINGS, EARNINGS_CALENDAR
+
+#: Fast retries for tests: the scenarios still need many rounds, the waits need not be long.
+FAST_RETRY = RetryPolicy(base_s=0.005, cap_s=0.2, max_stalls=12)
+
+
+@pytest.fixture
+def tables(dynamodb: Any, table_prefix: str) -> str:
+    ensure_tables(dynamodb, table_prefix, (ASSETS, EARNINGS_CALENDAR, EARNINGS, CONTROL))
+    return table_prefix
+
+
+@pytest.fixture
+def proxy(endpoint: str) -> Iterator[FaultProxy]:
+    with FaultProxy(endpoint) as running:
+        yield running
+
+
+def make_store(
+    endpoint: str, prefix: str, home: Path, *, metrics: MetricsRecorder | None = None, **options: Any
+) -> DynamoStore:
+    options.setdefault("retry", FAST_RETRY)
+    options.setdefault("concurrency", 4)
+    return DynamoStore(
+        client_factory=wire_client_factory(region="us-east-1", endpoint_url=endpoint),
+        table_prefix=prefix,
+        metrics=metrics or MetricsRecorder(),
+        dead_letters=JsonlDeadLetters(home / "dead-letters", run_id="run"),
+        **options,
+    )
+
+
+@pytest.fixture
+def store(proxy: FaultProxy, tables: str, tmp_path: Path) -> Iterator[DynamoStore]:
+    with make_store(proxy.endpoint, tables, tmp_path) as built:
+        yield built
+
+
+def statement(i: int, *, value: Any = None, sync: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    """An `earnings` item with exact decimals and a nested map."""
+    return {
+        "symbol": f"S{i:05d}",
+        "fiscalPeriod": "ANNUAL#2025-12-31",
+        "period": "annual",
+        "reportedEPS": Decimal(i) / Decimal(7) if value is None else value,
+        "detail": {"currency": "USD", "list": [Decimal("1.10"), "x", None, True]},
+        "lastSyncDate": sync,
+    }
+
+
+def key_of(item: dict[str, Any]) -> tuple[str, str]:
+    return (item["symbol"], item["fiscalPeriod"])
