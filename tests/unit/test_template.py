@@ -175,13 +175,13 @@ def test_each_function_reaches_only_its_own_tables(template: dict[str, Any]) -> 
 
 # Every alerting threshold the seeds name, as (metric, threshold) of an alarm in template.yaml.
 SEED_THRESHOLDS = {
-    "write failure rate > 5% (000, 001)": ("WriteFailure", 5),
+    "write failure rate > 5% (000, 001)": ("DynamoWriteFailure", 5),
     "batch operation failures > 10% (000)": ("BatchWriteFailures", 10),
     "batch write failure rate > 15% (002)": ("BatchWriteFailures", 15),
-    "GSI query failures > 5% (000, 001)": ("GsiQueryFailures", 5),
-    "throttling > 20% (002)": ("ThrottledRequests", 20),
-    "API call failure rate > 5% (004)": ("ApiFailures", 5),
-    "asset status update failures > 10% (002)": ("AssetStatusUpdateFailures", 10),
+    "GSI query failures > 5% (000, 001)": ("GsiQueryFailure", 5),
+    "throttling > 20% (002)": ("DynamoThrottles", 20),
+    "API call failure rate > 5% (004)": ("UpstreamErrors", 5),
+    "asset status update failures > 10% (002)": ("MoveFailed", 10),
     "data consistency failures (000)": ("ConsistencyDefects", 0),
     "data consistency failure rate > 5% (001)": ("ConsistencyDefects", 5),
     "retry exhaustion (001)": ("RetryExhausted", 0),
