@@ -8,6 +8,7 @@ cannot be written as JSON at all (only possible for invalid input) appears in th
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -15,7 +16,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain
+from pollen.errors import PollenError
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id() -> str:
@@ -78,3 +84,56 @@ class MemoryDeadLetters:
     def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
         with self._lock:
             self.entries.append((table, dict(item), reason))
+
+
+class SqsDeadLetters:
+    """Dead letters to an SQS queue (production, where the local disk does not outlive an invocation).
+
+    Each message body is one plain JSON item exactly as `pollen load` reads it (numbers exact); the table and the
+    reason travel as message attributes. If SQS refuses a message, it goes to ``fallback`` (and is logged), so a
+    dead letter is never dropped silently.
+    """
+
+    BATCH = 10  # SendMessageBatch takes at most ten entries
+
+    def __init__(self, queue_url: str, *, client: Any, fallback: Any = None) -> None:
+        self.queue_url = queue_url
+        self.client = client
+        self.fallback = fallback
+        self.sent = 0
+
+    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
+        self.put_many(table, [(item, reason)])
+
+    def put_many(self, table: str, entries: Iterable[tuple[Mapping[str, Any], str]]) -> None:
+        pending = list(entries)
+        for start in range(0, len(pending), self.BATCH):
+            batch = pending[start : start + self.BATCH]
+            refused = self._send(table, batch)
+            if refused and self.fallback is not None:
+                self.fallback.put_many(table, refused)
+            elif refused:
+                raise PollenError(f"{table}: {len(refused)} dead letters refused by SQS and no fallback")
+
+    def _send(self, table: str, batch: list[tuple[Mapping[str, Any], str]]) -> list[tuple[Mapping[str, Any], str]]:
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": dumps_plain(dict(item)),
+                "MessageAttributes": {
+                    "table": {"DataType": "String", "StringValue": table},
+                    "reason": {"DataType": "String", "StringValue": (reason or "unknown")[:1000]},
+                },
+            }
+            for i, (item, reason) in enumerate(batch)
+        ]
+        try:
+            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            log.error("dead letters not sent to SQS", extra={"table": table, "count": len(batch), "error": str(exc)})
+            return batch
+        failed = [batch[int(f["Id"])] for f in response.get("Failed", [])]
+        self.sent += len(batch) - len(failed)
+        if failed:
+            log.error("SQS refused dead letters", extra={"table": table, "count": len(failed)})
+        return failed

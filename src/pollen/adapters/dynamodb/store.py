@@ -1107,7 +1107,7 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
     """The store for these settings: per-worker wire clients, ``write_concurrency`` workers, the ``wcu_limit``
     ceiling, dead letters under ``settings.home / "dead-letters"``. ``options`` go to :class:`DynamoStore`
     (``transport="boto3"`` uses boto3 clients instead of the lean wire client)."""
-    from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+    from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
     from pollen.adapters.dynamodb.wire import wire_client_factory
 
     transport = options.pop("transport", "wire")
@@ -1123,7 +1123,11 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
                 endpoint_url=settings.dynamodb_endpoint,
                 max_pool_connections=max(10, settings.write_concurrency * 2),
             )
-    options.setdefault("dead_letters", JsonlDeadLetters(settings.home / "dead-letters"))
+    local = JsonlDeadLetters(settings.home / "dead-letters")
+    if settings.dead_letter_queue_url and "dead_letters" not in options:
+        sqs = make_client("sqs", region=settings.region, max_attempts=3)
+        options["dead_letters"] = SqsDeadLetters(settings.dead_letter_queue_url, client=sqs, fallback=local)
+    options.setdefault("dead_letters", local)
     options.setdefault("concurrency", settings.write_concurrency)
     options.setdefault("wcu_limit", settings.wcu_limit)
     return DynamoStore(
