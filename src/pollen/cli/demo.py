@@ -15,11 +15,13 @@ from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
+from pollen.cli.stream import build_poller, build_stream_sync
 from pollen.cli.wiring import plain
 from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.local.simulator.market import START_DATE
 from pollen.local.stack import EmbeddedStack
-from pollen.report import JobReport
+from pollen.observability import MetricsRecorder
+from pollen.report import JobReport, Stopwatch
 from pollen.settings import Settings
 
 #: How many of the most due assets the demo pollenates.
@@ -64,6 +66,7 @@ def demo(
                         metrics=runtime.metrics,
                         pollenate_count=count,
                         clock=simulated_clock(stack),
+                        extra_steps=[("stream sync", stream_step(settings, runtime.metrics))],
                         on_step=(lambda name: status.update(name)) if status is not None else None,
                     )
                 finally:
@@ -72,6 +75,22 @@ def demo(
                 rt.finish(runtime, report, render=render)
 
     rt.run(runtime, action)
+
+
+def stream_step(settings: Settings, metrics: MetricsRecorder) -> Callable[[], JobReport]:
+    """Mirror every change the jobs made (the three streamed tables) into the embedded search index."""
+
+    def run() -> JobReport:
+        watch = Stopwatch()
+        sync = build_stream_sync(settings, metrics)
+        try:
+            report = build_poller(settings, sync).run_once()
+        finally:
+            sync.index.close()
+        report.duration_s = watch.elapsed_s
+        return report
+
+    return run
 
 
 def simulated_clock(stack: EmbeddedStack) -> Callable[[], dt.datetime]:

@@ -14,7 +14,9 @@ from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.search.factory import build_search_index
 from pollen.cli import runtime as rt
 from pollen.errors import ConfigError
+from pollen.observability import MetricsRecorder
 from pollen.report import Stopwatch
+from pollen.settings import Settings
 from pollen.streams.backfill import run_backfill
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
@@ -25,7 +27,11 @@ app = typer.Typer(help="DynamoDB Streams into the search index.", no_args_is_hel
 
 
 def _poller(runtime: rt.Runtime, sync: StreamSync) -> StreamPoller:
-    settings = runtime.settings
+    return build_poller(runtime.settings, sync)
+
+
+def build_poller(settings: Settings, sync: StreamSync) -> StreamPoller:
+    """The local stream poller over the streamed tables, with checkpoints under POLLEN_HOME."""
     client = make_client(
         "dynamodbstreams", region=settings.region, endpoint_url=settings.streams_endpoint, max_attempts=3
     )
@@ -41,8 +47,13 @@ def _poller(runtime: rt.Runtime, sync: StreamSync) -> StreamPoller:
 
 
 def _sync(runtime: rt.Runtime) -> StreamSync:
-    index = build_search_index(runtime.settings, runtime.metrics)
-    return StreamSync(index, metrics=runtime.metrics, dead_letters=JsonlDeadLetters.in_home(runtime.settings.home))
+    return build_stream_sync(runtime.settings, runtime.metrics)
+
+
+def build_stream_sync(settings: Settings, metrics: MetricsRecorder) -> StreamSync:
+    """Stream changes into the search index these settings name (OpenSearch, or the embedded index)."""
+    index = build_search_index(settings, metrics)
+    return StreamSync(index, metrics=metrics, dead_letters=JsonlDeadLetters.in_home(settings.home))
 
 
 @app.command("sync")
