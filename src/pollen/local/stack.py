@@ -6,117 +6,34 @@ The server runs in a child process so that it has a core of its own and cannot s
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from pollen.adapters.dynamodb.admin import TablesReport, ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.errors import ConfigError, ServiceUnavailable
+from pollen.local.child import LOOPBACK, ChildServer, free_port, port_is_free
 
-LOOPBACK = "127.0.0.1"
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+__all__ = ["LOOPBACK", "EmbeddedStack", "MotoServer", "free_port", "port_is_free"]
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-        return True
-
-
-class MotoServer:
+class MotoServer(ChildServer):
     """moto's server in a child process on a loopback port; a context manager."""
 
-    def __init__(self, *, host: str = LOOPBACK, port: int = 0, startup_timeout_s: float = 30.0) -> None:
-        self.host = host
-        self.requested_port = port
-        self.port = port
-        self.startup_timeout_s = startup_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+    label = "moto server"
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
-    def start(self) -> MotoServer:
-        if self.requested_port and not port_is_free(self.host, self.requested_port):
-            raise ConfigError(f"port {self.requested_port} on {self.host} is already in use; pick another with --port")
-        self.port = self.requested_port or free_port(self.host)
-        self._log = tempfile.TemporaryFile(prefix="pollen-moto-")  # noqa: SIM115 - closed in stop()
-        env = dict(os.environ)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def child_environment(self) -> dict[str, str]:
+        env = super().child_environment()
         env.setdefault("AWS_ACCESS_KEY_ID", "testing")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise ServiceUnavailable(f"moto server did not start on {self.endpoint} within {self.startup_timeout_s:.0f}s")
-
-    def check_alive(self) -> None:
-        """Raise ServiceUnavailable, with the server's last output, if the server process has ended."""
-        if self._process is None:
-            raise ServiceUnavailable("moto server is not running")
-        code = self._process.poll()
-        if code is not None:
-            raise ServiceUnavailable(f"moto server on port {self.port} exited with status {code}: {self._tail()}")
-
-    def _tail(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1][:200] if lines else "no output"
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return env
 
 
 class EmbeddedStack:

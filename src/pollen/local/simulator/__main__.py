@@ -13,7 +13,8 @@ import sys
 import threading
 from types import FrameType
 
-from pollen.local.simulator.server import LOOPBACK, Simulator
+from pollen.local.child import LOOPBACK
+from pollen.local.simulator.server import Simulator
 
 
 def _alive(pid: int) -> bool:

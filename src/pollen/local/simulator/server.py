@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from pollen.errors import ConfigError, ServiceUnavailable
+from pollen.local.child import LOOPBACK, ChildServer
 from pollen.local.simulator.app import (
     ALPACA_DATA_PREFIX,
     ALPACA_PREFIX,
@@ -27,8 +25,6 @@ from pollen.local.simulator.app import (
     SimulatorApp,
     SimulatorConfig,
 )
-
-LOOPBACK = "127.0.0.1"
 
 
 class _Handler(WSGIRequestHandler):
@@ -129,58 +125,37 @@ class Simulator:
         self.stop()
 
 
-class SimulatorProcess:
+class SimulatorProcess(ChildServer):
     """The simulator in a child process (``python -m pollen.local.simulator``), driven over its admin endpoint."""
 
+    label = "simulator"
+
     def __init__(self, *, host: str = LOOPBACK, port: int = 0, startup_timeout_s: float = 30.0, **config: Any) -> None:
-        self.host = host
-        self.requested_port = port
-        self.port = port
-        self.startup_timeout_s = startup_timeout_s
+        super().__init__(host=host, port=port, startup_timeout_s=startup_timeout_s)
         self.initial = SimulatorConfig(**config)
         self._config = self.initial
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pollen.local.simulator",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--config",
+            self.initial.model_dump_json(),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
 
-    def start(self) -> SimulatorProcess:
-        from pollen.local.stack import free_port, port_is_free
-
-        if self.requested_port and not port_is_free(self.host, self.requested_port):
-            raise ConfigError(f"port {self.requested_port} on {self.host} is already in use; pick another")
-        self.port = self.requested_port or free_port(self.host)
-        self._log = tempfile.TemporaryFile(prefix="pollen-sim-")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pollen.local.simulator",
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                "--config",
-                self.initial.model_dump_json(),
-                "--parent-pid",
-                str(os.getpid()),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                self._config = self._fetch_config()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise ServiceUnavailable(f"simulator did not start on {self.url} within {self.startup_timeout_s:.0f}s")
+    def ready(self) -> bool:
+        try:
+            self._config = self._fetch_config()
+        except OSError:
+            return False
+        return True
 
     def _call(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.url}{path}"
@@ -212,38 +187,3 @@ class SimulatorProcess:
 
     def environment(self) -> dict[str, str]:
         return environment_for(self.url, self._config)
-
-    def check_alive(self) -> None:
-        if self._process is None:
-            raise ServiceUnavailable("simulator is not running")
-        code = self._process.poll()
-        if code is not None:
-            raise ServiceUnavailable(f"simulator on port {self.port} exited with status {code}: {self._tail()}")
-
-    def _tail(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1][:200] if lines else "no output"
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> SimulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
