@@ -18,7 +18,11 @@ __all__ = ["LOOPBACK", "EmbeddedStack", "MotoServer", "free_port", "port_is_free
 
 
 class MotoServer(ChildServer):
-    """moto's server in a child process on a loopback port; a context manager."""
+    """moto's server in a child process on a loopback port; a context manager.
+
+    It runs moto's application behind waitress (:mod:`pollen.local.motoserver`): keep-alive connections and a thread
+    pool instead of werkzeug's connection-per-request development server.
+    """
 
     label = "moto server"
 
@@ -27,7 +31,7 @@ class MotoServer(ChildServer):
         return self.url
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        return [sys.executable, "-m", "pollen.local.motoserver", "--host", self.host, "--port", str(self.port)]
 
     def child_environment(self) -> dict[str, str]:
         env = super().child_environment()
