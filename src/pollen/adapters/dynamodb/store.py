@@ -9,9 +9,14 @@ and by ``pollen load``) so that no second writer of the same job interleaves bet
    input (:func:`.batching.resolve_duplicates`); losers are counted as *duplicates*.
 3. Each item gets a content hash (``contentHash``) over all attributes except the bookkeeping ones
    (``lastSyncDate`` by default; the parameter ``bookkeeping``), stored with the item.
-4. Workers (``write_concurrency`` threads, each with its own client) take chunks of 100 items, read the stored
-   ``contentHash`` and ``lastSyncDate`` of those keys with one strongly consistent BatchGetItem (projection only),
-   and skip an item whose hash is unchanged (*unchanged*: not rewritten, so it keeps its stored ``lastSyncDate``) or
+4. The stored ``contentHash`` and ``lastSyncDate`` of the keys are read with strong consistency, whichever way
+   costs fewer read units: by key (each worker reads its chunk in BatchGetItems of 100 keys; every item costs at
+   least one unit, whatever the projection) or, for a large upsert into a table that is small next to it, by one
+   parallel projected Scan of the whole table before the writes (a Scan is charged by the bytes read, so reading
+   10,000 small items costs a few hundred units instead of 10,000). The choice uses DescribeTable's size and count,
+   which DynamoDB refreshes only every few hours, so the Scan gives up, and the reads go by key, once it has read
+   more items than the estimate allowed. Workers (``write_concurrency`` threads, each with its own client) take
+   chunks of the items and skip an item whose hash is unchanged (*unchanged*: not rewritten, so it keeps its stored ``lastSyncDate``) or
    whose ``lastSyncDate`` is older than the stored one (*stale*). A stored item without a hash (written by another
    tool) counts as changed and is rewritten once, with its hash.
 5. The rest goes out in BatchWriteItem calls of at most 25 requests and 16 MB, never two requests for one key.
@@ -40,7 +45,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -96,8 +101,14 @@ M_UNITS = "WriteCapacityUnits"
 M_GSI_QUERIES = "GsiQueries"
 M_RETRY_EXHAUSTED = "RetryExhausted"
 
+M_COMPARE_SCANS = "UpsertCompareScans"
+
 #: Items one worker takes at a time: read in BatchGetItems of 100, then written in BatchWriteItems of 25.
 WORK_UNIT = 500
+#: Upserts smaller than this always read by key (a few BatchGetItems; not worth a DescribeTable).
+SCAN_COMPARE_MIN_ITEMS = 1_000
+#: Read units per item read by key, strongly consistent (items up to 4 KB), and bytes per unit for a Scan.
+RCU_BYTES = 4096
 
 
 # --- reports -----------------------------------------------------------------------------------------------------
@@ -396,9 +407,10 @@ class DynamoStore:
         if report.duplicates and progress:
             progress(report.duplicates)
         winners = resolved.winners
+        known = self._versions_by_scan(info, winners, deadline) if compare else None
         chunk_size = WORK_UNIT
         futures: list[Future[_ChunkResult]] = [
-            self._pool().submit(self._upsert_chunk, info, winners[i : i + chunk_size], deadline, compare)
+            self._pool().submit(self._upsert_chunk, info, winners[i : i + chunk_size], deadline, compare, known)
             for i in range(0, len(winners), chunk_size)
         ]
         for future in futures:
@@ -451,7 +463,12 @@ class DynamoStore:
         return record
 
     def _upsert_chunk(
-        self, info: TableInfo, records: Sequence[_Record], deadline: Deadline, compare: bool
+        self,
+        info: TableInfo,
+        records: Sequence[_Record],
+        deadline: Deadline,
+        compare: bool,
+        known: Mapping[tuple[str, ...], tuple[str | None, str | None]] | None = None,
     ) -> _ChunkResult:
         result = _ChunkResult(WriteReport(info.logical), settled=len(records))
         valid: list[_Record] = []
@@ -471,7 +488,7 @@ class DynamoStore:
             return result
         if compare:
             try:
-                stored = self._stored_versions(info, records, deadline)
+                stored = known if known is not None else self._stored_versions(info, records, deadline)
             except PollenError as exc:
                 self._fail_all(result, info, to_write, f"could not read the stored version: {exc.message}")
                 return result
@@ -490,6 +507,46 @@ class DynamoStore:
         ]
         self._send(info, writes, deadline, result)
         return result
+
+    def _versions_by_scan(
+        self, info: TableInfo, records: Sequence[_Record], deadline: Deadline
+    ) -> dict[tuple[str, ...], tuple[str | None, str | None]] | None:
+        """The stored versions of the whole table by one projected, strongly consistent, parallel Scan, when that costs
+        fewer read units than reading the records' keys; None when reading by key is cheaper or the Scan gave up."""
+        count = len(records)
+        if count < SCAN_COMPARE_MIN_ITEMS:
+            return None
+        try:
+            described = self.client().describe_table(TableName=info.physical)["Table"]
+        except (ClientError, BotoCoreError, ConnectionError) as exc:
+            log.info("describe failed; reading by key", extra={"table": info.logical, "error": str(exc)[:200]})
+            return None
+        stored_items = int(described.get("ItemCount", 0))
+        # A size of 0 next to a count (not refreshed yet, or an emulator): assume items like the incoming ones.
+        stored_bytes = int(described.get("TableSizeBytes", 0)) or stored_items * _mean_size(records)
+        if stored_bytes / RCU_BYTES >= count:
+            return None
+        # Both figures may be hours old: stop once the Scan has read clearly more than they promised.
+        budget = 2 * max(stored_items, count)
+        attributes = [*info.key_names, HASH_ATTRIBUTE, SYNC_ATTRIBUTE]
+        found: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
+        items = self.scan(info.logical, segments=self.concurrency, attributes=attributes, consistent=True, wire=True)
+        try:
+            for item in items:
+                if len(found) >= budget or deadline.expired():
+                    log.info("comparison scan abandoned", extra={"table": info.logical, "read": len(found)})
+                    return None
+                found[codec.key_signature(item, info.key_names)] = (
+                    item.get(HASH_ATTRIBUTE, {}).get("S"),
+                    item.get(SYNC_ATTRIBUTE, {}).get("S"),
+                )
+        except PollenError as exc:
+            log.info("comparison scan failed; reading by key", extra={"table": info.logical, "error": exc.message})
+            return None
+        finally:
+            items.close()
+        self.metrics.count(M_COMPARE_SCANS, table=info.logical)
+        return found
 
     def _stored_versions(
         self, info: TableInfo, records: Sequence[_Record], deadline: Deadline
@@ -800,8 +857,12 @@ class DynamoStore:
         filter_: tuple[str, dict[str, str], dict[str, Any]] | None = None,
         stop: threading.Event | None = None,
         attributes: Sequence[str] | None = None,
+        consistent: bool = False,
+        wire: bool = False,
     ) -> Iterator[Item]:
         params: dict[str, Any] = {"TableName": info.physical}
+        if consistent:
+            params["ConsistentRead"] = True
         if segment is not None:
             params["Segment"], params["TotalSegments"] = segment
         if filter_ is not None:
@@ -815,18 +876,27 @@ class DynamoStore:
         while stop is None or not stop.is_set():
             response = self._call("scan", Deadline.never(), **params)
             for item in response.get("Items", []):
-                yield self._strip(item)
+                yield item if wire else self._strip(item)
             last = response.get("LastEvaluatedKey")
             if not last:
                 return
             params["ExclusiveStartKey"] = last
 
-    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
+    def scan(
+        self,
+        table: str,
+        *,
+        segments: int = 1,
+        attributes: Sequence[str] | None = None,
+        consistent: bool = False,
+        wire: bool = False,
+    ) -> Generator[Item, None, None]:
         """Every item of a table; ``segments > 1`` reads that many segments in parallel (one client each);
-        ``attributes`` projects each item onto those attributes."""
+        ``attributes`` projects each item onto those attributes; ``consistent`` asks for strongly consistent reads;
+        ``wire`` yields the items as DynamoDB returned them (typed values, with the content hash)."""
         info = self.table_info(table)
         if segments <= 1:
-            yield from self._scan_pages(info, segment=None, attributes=attributes)
+            yield from self._scan_pages(info, segment=None, attributes=attributes, consistent=consistent, wire=wire)
             return
         out: queue.Queue[Any] = queue.Queue(maxsize=segments * 200)
         stop = threading.Event()
@@ -834,7 +904,15 @@ class DynamoStore:
 
         def reader(segment: int) -> None:
             try:
-                for item in self._scan_pages(info, segment=(segment, segments), stop=stop, attributes=attributes):
+                pages = self._scan_pages(
+                    info,
+                    segment=(segment, segments),
+                    stop=stop,
+                    attributes=attributes,
+                    consistent=consistent,
+                    wire=wire,
+                )
+                for item in pages:
                     while not stop.is_set():
                         try:
                             out.put(item, timeout=0.2)
@@ -1060,6 +1138,16 @@ class JobLease:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _mean_size(records: Sequence[_Record], sample: int = 16) -> int:
+    """DynamoDB size of the records' items, averaged over a few spread across them (at least 1 byte)."""
+    step = max(1, len(records) // sample)
+    sizes = []
+    for record in records[::step][:sample]:
+        with suppress(codec.CodecError):
+            sizes.append(codec.item_size(codec.encode_item(record.plain)))
+    return max(1, sum(sizes) // len(sizes)) if sizes else RCU_BYTES
 
 
 def _camel(snake: str) -> str:
