@@ -62,6 +62,8 @@ class InMemoryStore:
         self.fail_items: set[str] = set()
         self.fail_moves: PollenError | None = None
         self.leases: set[str] = set()
+        #: Set to a reason to have every lease found lost while its block runs (as the store's heartbeat would).
+        self.lose_leases: str | None = None
         self._lock = threading.Lock()
 
     # --- helpers for tests ---------------------------------------------------------------------------------------
@@ -192,16 +194,23 @@ class InMemoryStore:
             self.moves += 1
 
     @contextmanager
-    def lease(self, job: str, ttl_s: float) -> Iterator[object]:
+    def lease(self, job: str, ttl_s: float) -> Iterator[FakeLease]:
         with self._lock:
             if job in self.leases:
                 raise LeaseHeld(f"another {job} run holds the lease")
             self.leases.add(job)
+        held = FakeLease()
         try:
-            yield object()
+            yield held
         finally:
+            held.lost = self.lose_leases
             with self._lock:
                 self.leases.discard(job)
+
+
+@dataclass
+class FakeLease:
+    lost: str | None = None
 
 
 class FakeAssetSource:

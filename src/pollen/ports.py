@@ -18,6 +18,15 @@ Key = dict[str, Any]
 StatementFunction = Literal["CASH_FLOW", "BALANCE_SHEET", "INCOME_STATEMENT"]
 
 
+class Lease(Protocol):
+    """A job's lease while its block runs (the store renews it in the background)."""
+
+    @property
+    def lost(self) -> str | None:
+        """Why the lease was lost while held (another run may have overlapped this one), else None."""
+        ...
+
+
 class WriteOutcome(Protocol):
     """What a bulk write reports (the store's WriteReport implements it)."""
 
@@ -77,8 +86,9 @@ class ItemStore(Protocol):
         """Delete ``old_key`` and put ``new_item`` in one transaction (raises PollenError when cancelled)."""
         ...
 
-    def lease(self, job: str, ttl_s: float) -> AbstractContextManager[object]:
-        """Hold the job's lease for the block; raises LeaseHeld when another run holds it."""
+    def lease(self, job: str, ttl_s: float) -> AbstractContextManager[Lease]:
+        """Hold the job's lease for the block (renewed while it runs); raises LeaseHeld when another run holds it.
+        After the block, ``lost`` on the lease says whether it was lost meanwhile (the job reports it)."""
         ...
 
 

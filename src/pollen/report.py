@@ -38,6 +38,13 @@ class JobReport(BaseModel):
         return self.model_dump(mode="json")
 
 
+def note_lost_lease(report: JobReport, lost: str | None) -> None:
+    """A run whose lease was lost while it ran (see ``pollen.ports.Lease``) is not ok and says why."""
+    if lost:
+        report.ok = False
+        report.add_error(lost)
+
+
 class Stopwatch:
     """Measures a run's duration with a monotonic clock."""
 

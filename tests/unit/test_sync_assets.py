@@ -179,6 +179,15 @@ def test_lease_held_by_another_run() -> None:
         sync(store, source)
 
 
+def test_a_lease_lost_during_the_run_makes_the_report_say_so() -> None:
+    store, source = InMemoryStore(), market(3)
+    store.lose_leases = "lease of job 'sync-assets' lost (now held by host:other)"
+    report = sync(store, source)
+    assert report.written == 4  # the work itself is done and counted
+    assert not report.ok
+    assert any("lease of job 'sync-assets' lost" in e for e in report.errors)
+
+
 def test_the_check_after_writing_folds_duplicates_left_by_a_race() -> None:
     store, source = InMemoryStore(), market(3)
     sync(store, source)

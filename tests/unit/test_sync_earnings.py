@@ -42,6 +42,14 @@ def test_rows_become_items_with_earnings_month_and_blank_values_absent() -> None
     assert ibm["estimate"] == Decimal("1.23") and ibm["lastSyncDate"] == "2026-11-02T06:00:00Z"
 
 
+def test_a_lease_lost_during_the_run_makes_the_report_say_so() -> None:
+    store = InMemoryStore()
+    store.lose_leases = "lease of job 'sync-earnings' lost (now held by host:other)"
+    report = run(store, CALENDAR)
+    assert report.written == 4 and not report.ok
+    assert report.errors == ["lease of job 'sync-earnings' lost (now held by host:other)"]
+
+
 def test_a_second_sync_writes_nothing() -> None:
     store = InMemoryStore()
     run(store, CALENDAR)

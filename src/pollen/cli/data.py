@@ -12,16 +12,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
-from pollen.adapters.dynamodb.store import DynamoStore, build_store
+from pollen.adapters.dynamodb.store import DynamoStore, JobLease, build_store
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
 from pollen.errors import ConfigError, NotFound
-from pollen.report import JobReport, Stopwatch
+from pollen.report import JobReport, Stopwatch, note_lost_lease
 
 log = logging.getLogger(__name__)
 
-#: How long a load's lease lives when no deadline is given (a crashed load blocks the next one at most this long).
-LOAD_LEASE_S = 900.0
+#: How long a load's lease lives when no deadline is given: renewed every third of it while the load runs, so a
+#: crashed load blocks the next one at most this long.
+LOAD_LEASE_S = 120.0
 #: With a deadline, the lease outlives it by this much (time to dead-letter and report).
 LEASE_MARGIN_S = 5.0
 
@@ -94,14 +95,17 @@ def load(
         items = read_items(file, report)
         store = build_store(runtime.settings, runtime.metrics)
         deadline = Deadline.after(deadline_s)
-        with store, _load_lease(store, table, deadline_s), _progress(runtime, f"load {table}", len(items)) as bar:
-            task = bar.task_ids[0]
-            outcome = store.upsert(table, items, deadline=deadline, progress=lambda n: bar.advance(task, n))
+        with store:
+            lease = _load_lease(store, table, deadline_s)
+            with lease, _progress(runtime, f"load {table}", len(items)) as bar:
+                task = bar.task_ids[0]
+                outcome = store.upsert(table, items, deadline=deadline, progress=lambda n: bar.advance(task, n))
         outcome.add_to(report)
         report.deadline_reached = outcome.deadline_reached
         if isinstance(store.dead_letters, JsonlDeadLetters):
             report.dead_letters = [str(p) for p in store.dead_letters.files()]
         report.ok = report.ok and report.invalid == 0 and report.failed == 0
+        note_lost_lease(report, lease.lost)
         report.duration_s = watch.elapsed_s
         rt.finish(runtime, report)
 
@@ -109,14 +113,16 @@ def load(
 
 
 class _NoLease:
-    def __enter__(self) -> None:
-        return None
+    lost: str | None = None
+
+    def __enter__(self) -> _NoLease:
+        return self
 
     def __exit__(self, *exc_info: Any) -> None:
         return None
 
 
-def _load_lease(store: DynamoStore, table: str, deadline_s: float | None) -> Any:
+def _load_lease(store: DynamoStore, table: str, deadline_s: float | None) -> JobLease | _NoLease:
     """Two loads of one table never overlap; without pollen's control table the load runs unleased."""
     try:
         store.table_info("pollenControl")

@@ -29,7 +29,7 @@ from pollen.jobs.check import CheckReport, check_assets, scan_assets_for_check
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import AssetSource, Item, ItemStore
-from pollen.report import JobReport, Stopwatch
+from pollen.report import JobReport, Stopwatch, note_lost_lease
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,9 @@ class SyncAssets:
         watch = Stopwatch()
         report = SyncAssetsReport(sync_time=timestamp(self.clock()))
         lease_s = min(deadline.remaining_s(), 900.0) + 60.0
-        with self.store.lease(LEASE, lease_s), self.metrics.timer("SyncDuration", job=JOB):
+        with self.store.lease(LEASE, lease_s) as lease, self.metrics.timer("SyncDuration", job=JOB):
             self._run(report, deadline)
+        note_lost_lease(report, lease.lost)
         report.duration_s = watch.elapsed_s
         self.metrics.count("AssetsWritten", report.written, job=JOB)
         self.metrics.count("AssetsUnchanged", report.unchanged, job=JOB)

@@ -13,7 +13,13 @@ request to moto and, by configurable fractions, instead (or in part) answers the
   while the budget lasts, the rest are unprocessed, and a batch of which nothing fits is throttled;
 - ``outage(seconds)``: every request is reset until it ends;
 - ``poison_attribute``: a write holding an item with that attribute gets a ValidationException (a permanent,
-  item-specific error that moto would never raise).
+  item-specific error that moto would never raise);
+- ``error``: a fixed ``(code, message)`` answered with HTTP 400 to every request the faults apply to (an error
+  real DynamoDB gives and moto does not, e.g. a ValidationException about a backfilling index).
+
+The random faults (unprocessed, throttle, server_error, reset, latency) can be aimed: ``operations`` limits them to
+those operations (e.g. ``{"Query"}``), ``indexes`` to Query and Scan requests that name one of those indexes (a
+failing GSI while its table answers).
 
 It also rejects what real DynamoDB rejects and moto accepts: BatchWriteItem with more than 25 requests, two requests
 for one key in one batch (e.g. a put and a delete), items over 400 KB, BatchGetItem with more than 100 keys,
@@ -69,8 +75,12 @@ class Faults:
     wcu_per_s: float | None = None
     burst_s: float = 1.0
     poison_attribute: str | None = None
+    #: (code, message) answered with HTTP 400 to every request the faults apply to.
+    error: tuple[str, str] | None = None
     #: Operations the random faults apply to (None: every data-plane operation).
     operations: frozenset[str] | None = None
+    #: Indexes the random faults apply to: only requests naming one of them in ``IndexName`` (None: any request).
+    indexes: frozenset[str] | None = None
     seed: int | None = None
 
 
@@ -103,9 +113,8 @@ class FaultProxy:
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or LOOPBACK
         self.upstream_port = parts.port or 80
-        self.faults = faults or Faults()
-        self._rng = random.Random(self.faults.seed)
         self._lock = threading.Lock()
+        self.faults = faults or Faults()
         self._local = threading.local()
         self._bucket: _Bucket | None = None
         self._bucket_rate: float | None = None
@@ -147,6 +156,17 @@ class FaultProxy:
 
     # --- control ---------------------------------------------------------------------------------------------------
 
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        """New faults; a ``seed`` makes the random draws that follow repeatable."""
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+
     def outage(self, seconds: float) -> None:
         """Reset every connection for the next ``seconds``."""
         with self._lock:
@@ -180,9 +200,16 @@ class FaultProxy:
         with self._lock:
             return self._rng.random() < fraction
 
-    def _faulty(self, operation: str) -> bool:
+    def _faulty(self, operation: str, body: bytes) -> bool:
         ops = self.faults.operations
-        return operation not in CONTROL_PLANE if ops is None else operation in ops
+        if not (operation not in CONTROL_PLANE if ops is None else operation in ops):
+            return False
+        indexes = self.faults.indexes
+        if indexes is None:
+            return True
+        if operation not in ("Query", "Scan") or b"IndexName" not in body:
+            return False
+        return json.loads(body).get("IndexName") in indexes
 
     def _budget(self) -> _Bucket | None:
         rate = self.faults.wcu_per_s
@@ -272,7 +299,9 @@ class FaultProxy:
             if poison and poison in item:
                 raise _Rejection(400, "ValidationException", f"One or more parameter values were invalid: {poison}")
 
-    def _take_budget(self, operation: str, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    def _take_budget(
+        self, operation: str, payload: dict[str, Any], faulty: bool
+    ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         """Apply the WCU budget and the unprocessed fraction; returns (payload to forward, withheld requests)."""
         withheld: dict[str, list[Any]] = {}
         if operation != "BatchWriteItem":
@@ -296,11 +325,7 @@ class FaultProxy:
                     item = request.get("PutRequest", {}).get("Item")
                     cost = write_units(item_size(item)) if item is not None and bucket is not None else 1
                     fits = bucket is None or bucket.tokens >= cost
-                    unlucky = (
-                        self.faults.unprocessed > 0
-                        and self._faulty(operation)
-                        and self._rng.random() < self.faults.unprocessed
-                    )
+                    unlucky = faulty and self.faults.unprocessed > 0 and self._rng.random() < self.faults.unprocessed
                     if fits and not unlucky:
                         if bucket is not None:
                             bucket.tokens -= cost
@@ -341,7 +366,7 @@ class FaultProxy:
         if in_outage:
             self.injected["outage"] += 1
             return None
-        faulty = self._faulty(operation)
+        faulty = self._faulty(operation, body)
         if faulty and self._roll(self.faults.reset):
             self.injected["reset"] += 1
             return None
@@ -352,6 +377,9 @@ class FaultProxy:
                 return self._upstream(body, headers)
             payload = json.loads(body) if body else {}
             self._validate(operation, payload, headers, body)
+            if faulty and self.faults.error is not None:
+                self.injected["error"] += 1
+                raise _Rejection(400, *self.faults.error)
             if faulty and self._roll(self.faults.throttle):
                 self.injected["throttle"] += 1
                 raise _Rejection(400, "ProvisionedThroughputExceededException", THROTTLE_MESSAGE)
@@ -368,7 +396,7 @@ class FaultProxy:
                     result = json.loads(answer)
                 result.setdefault("UnprocessedKeys", {}).update(withheld_keys)
                 return 200, json.dumps(result).encode()
-            forward, withheld = self._take_budget(operation, payload)
+            forward, withheld = self._take_budget(operation, payload, faulty)
             if operation != "BatchWriteItem":
                 status, answer = self._upstream(body, headers)
                 if status == 200 and operation in WRITE_OPS:

@@ -31,7 +31,10 @@ Where atomicity matters the store uses conditional single writes instead: the jo
 ``pollenControl``) and ``move_sort_key`` (one TransactWriteItems: delete-if-exists plus put, idempotency token).
 
 Reads: ``query`` goes through a GSI when given and falls back to a filtered, sorted Scan of the base table when the
-index is missing or keeps failing (metric ``GsiFallback``); ``scan`` reads segments in parallel.
+index cannot answer: it is missing or still backfilling (an error naming the index), or it keeps failing with
+throttling, 5xx or resets after a small retry budget (3 rounds, waits capped at 1 s). Any other error is raised, never
+hidden by a fallback. Items already yielded before a failure are not repeated. Metrics: ``GsiQueryFailure`` (with
+the reason) and ``GsiFallback``. ``scan`` reads segments in parallel.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -96,12 +99,18 @@ M_GSI_FAILURE = "GsiQueryFailure"
 M_GSI_FALLBACK = "GsiFallback"
 M_TX_CANCELLED = "TransactionCancelled"
 M_LEASE_REFUSED = "LeaseRefused"
+M_LEASE_RENEWED = "LeaseRenewed"
+M_LEASE_RENEW_FAILED = "LeaseRenewFailure"
+M_LEASE_LOST = "LeaseLost"
 M_BATCH_FAILED = "BatchWriteFailures"
 M_UNITS = "WriteCapacityUnits"
 M_GSI_QUERIES = "GsiQueries"
 M_RETRY_EXHAUSTED = "RetryExhausted"
 
 M_COMPARE_SCANS = "UpsertCompareScans"
+
+#: At most this many items per Query page when a limit is given (without one, DynamoDB's 1 MB pages).
+QUERY_PAGE_ITEMS = 1000
 
 #: Items one worker takes at a time: read in BatchGetItems of 100, then written in BatchWriteItems of 25.
 WORK_UNIT = 500
@@ -354,8 +363,17 @@ class DynamoStore:
             )
         raise NotFound(f"table {' or '.join(dict.fromkeys(candidates))} does not exist (run `pollen tables create`)")
 
-    def _call(self, operation: str, deadline: Deadline, keys: Sequence[Mapping[str, Any]] = (), **params: Any) -> Any:
-        """One call with the retry policy for transient errors (single-item operations and reads)."""
+    def _call(
+        self,
+        operation: str,
+        deadline: Deadline,
+        keys: Sequence[Mapping[str, Any]] = (),
+        retry: RetryPolicy | None = None,
+        **params: Any,
+    ) -> Any:
+        """One call with the retry policy (the store's, or ``retry``) for transient errors (single-item operations
+        and reads)."""
+        retry = retry or self.retry
         stalls = 0
         while True:
             try:
@@ -367,10 +385,10 @@ class DynamoStore:
                 if isinstance(err, ThrottledError):
                     self.metrics.count(M_THROTTLES, operation=_camel(operation))
                 stalls += 1
-                if self.retry.exhausted(stalls) or deadline.expired():
+                if retry.exhausted(stalls) or deadline.expired():
                     raise err from exc
                 self.metrics.count(M_RETRIES, operation=_camel(operation))
-                self.retry.sleep(stalls, deadline)
+                retry.sleep(stalls, deadline)
 
     # --- upsert ----------------------------------------------------------------------------------------------------
 
@@ -792,7 +810,8 @@ class DynamoStore:
         limit: int | None = None,
     ) -> Iterator[Item]:
         """Items with ``partition[0] == partition[1]`` (sort key within ``sort_between``, inclusive), in sort-key
-        order, through ``index`` when given; falls back to a filtered Scan when the index is missing or failing."""
+        order, through ``index`` when given; falls back to a filtered Scan when the index is missing or failing
+        (see the module docstring and :func:`index_failure`)."""
         info = self.table_info(table)
         schema = info.indexes.get(index) if index else info.key_schema
         sort_name = _sort_name(schema, info, index)
@@ -804,7 +823,9 @@ class DynamoStore:
             values[":lo"] = codec.encode_value(sort_between[0])
             values[":hi"] = codec.encode_value(sort_between[1])
             condition += " AND #s BETWEEN :lo AND :hi"
-        yielded = 0
+        seen: set[tuple[str, ...]] = set()  # keys already yielded, so a fallback mid-way does not repeat them
+        if index and schema is None:
+            log.warning("unknown index; scanning the table instead", extra={"table": table, "index": index})
         if schema is not None:
             params: dict[str, Any] = {
                 "TableName": info.physical,
@@ -817,37 +838,51 @@ class DynamoStore:
                 params["IndexName"] = index
                 self.metrics.count(M_GSI_QUERIES, index=index)
             if limit is not None:
-                params["Limit"] = max(1, min(limit, 1000))
+                params["Limit"] = max(1, min(limit, QUERY_PAGE_ITEMS))
+            # Through an index, transient failures get a small retry budget before the Scan takes over.
+            retry = self.retry if not index else replace(self.retry, cap_s=min(self.retry.cap_s, 1.0), max_stalls=3)
             try:
                 while True:
                     started = time.perf_counter()
-                    response = self._call("query", Deadline.never(), **params)
+                    response = self._call("query", Deadline.never(), retry=retry, **params)
                     if index:
                         self.metrics.timing_ms(M_GSI_MS, (time.perf_counter() - started) * 1000, index=index)
                     for item in response.get("Items", []):
-                        if limit is not None and yielded >= limit:
+                        if limit is not None and len(seen) >= limit:
                             return
-                        yielded += 1
+                        seen.add(codec.key_signature(item, info.key_names))
                         yield self._strip(item)
                     last = response.get("LastEvaluatedKey")
-                    if not last or (limit is not None and yielded >= limit):
+                    if not last or (limit is not None and len(seen) >= limit):
                         return
                     params["ExclusiveStartKey"] = last
             except PollenError as exc:
-                if not index:
+                reason = index_failure(exc) if index else None
+                if reason is None:
                     raise
-                self.metrics.count(M_GSI_FAILURE, index=index)
-                log.warning("index query failed; scanning the table", extra={"index": index, "error": exc.message})
+                self.metrics.count(M_GSI_FAILURE, index=index or "", reason=reason)
+                log.warning(
+                    "index query failed; scanning the table instead",
+                    extra={"index": index, "reason": reason, "error": exc.message},
+                )
         if index:
             self.metrics.count(M_GSI_FALLBACK, index=index)
         if sort_name is not None and sort_between is None:
             condition += " AND attribute_exists(#s)"
             names["#s"] = sort_name
-        matches = list(self._scan_pages(info, segment=None, filter_=(condition, names, values)))
-        if sort_name is not None:
-            matches.sort(key=lambda item: _sort_value(item.get(sort_name)), reverse=descending)
-        end = None if limit is None else limit
-        yield from matches[yielded:end]
+        matches = [
+            item
+            for item in self._scan_pages(info, segment=None, filter_=(condition, names, values), wire=True)
+            if codec.key_signature(item, info.key_names) not in seen
+        ]
+        plain = [self._strip(item) for item in matches]
+        if sort_name is not None:  # ties in the table's key order, so the answer is the same every time
+            keys = info.key_names
+            plain.sort(
+                key=lambda item: (_sort_value(item.get(sort_name)), *(_sort_value(item.get(k)) for k in keys)),
+                reverse=descending,
+            )
+        yield from plain if limit is None else plain[: max(0, limit - len(seen))]
 
     def _scan_pages(
         self,
@@ -860,6 +895,7 @@ class DynamoStore:
         consistent: bool = False,
         wire: bool = False,
     ) -> Iterator[Item]:
+        """Scan pages; ``wire`` yields items in DynamoDB's wire format (contentHash included)."""
         params: dict[str, Any] = {"TableName": info.physical}
         if consistent:
             params["ConsistentRead"] = True
@@ -1037,25 +1073,53 @@ class DynamoStore:
 
     # --- lease -----------------------------------------------------------------------------------------------------
 
-    def lease(self, job: str, ttl_s: float) -> JobLease:
-        """Hold the job's lease for the ``with`` block; raises LeaseHeld when another live run holds it."""
-        return JobLease(self, job, ttl_s)
+    def lease(self, job: str, ttl_s: float, *, heartbeat: bool = True) -> JobLease:
+        """Hold the job's lease for the ``with`` block, renewed in the background while the block runs (see
+        :class:`JobLease`); raises LeaseHeld when another live run holds it."""
+        return JobLease(self, job, ttl_s, heartbeat=heartbeat)
+
+
+#: The heartbeat renews a held lease every this share of its TTL: two renewals in a row may fail before it expires.
+HEARTBEAT_SHARE = 1 / 3
+#: After a failed renewal the next attempt comes this much sooner (a share of the heartbeat's interval).
+HEARTBEAT_RETRY_SHARE = 1 / 4
+#: How long releasing waits for a renewal in flight (any later renewal fails its condition: nothing is revived).
+HEARTBEAT_JOIN_S = 5.0
 
 
 class JobLease:
     """A lock item ``{pk: "lease#<job>", sk: "lease"}`` in ``pollenControl``, taken by a conditional put that succeeds
-    only when no item exists or the existing one has expired (``expiresAt``, epoch seconds, also the table's TTL)."""
+    only when no item exists or the existing one has expired (``expiresAt``, epoch seconds, also the table's TTL).
 
-    def __init__(self, store: DynamoStore, job: str, ttl_s: float) -> None:
+    Inside ``with``, a heartbeat thread renews the lease every third of its TTL (conditional on still owning it), so
+    a run may outlive its TTL (``pollen load`` without a deadline) and is still never overlapped by a second run,
+    while a crashed run's lease expires within one TTL. A renewal that fails (throttling, an outage) is tried again
+    sooner (metric ``LeaseRenewFailure``). If the lease turns out to belong to another run (it expired while
+    renewals kept failing, and was taken over), or is gone at release, ``lost`` says so: logged as an error, counted
+    (``LeaseLost``), and the job puts it in its report (:func:`pollen.report.note_lost_lease`). The heartbeat stops
+    when the block ends, before the lease is released.
+    """
+
+    def __init__(self, store: DynamoStore, job: str, ttl_s: float, *, heartbeat: bool = True) -> None:
         self.store = store
         self.job = job
         self.ttl_s = ttl_s
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
         self.key = {"pk": f"lease#{job}", "sk": "lease"}
         self.held = False
+        #: Why the lease was lost while this run held it (another run may have overlapped), else None.
+        self.lost: str | None = None
+        self.renewals = 0
+        self.heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> JobLease:
         self.acquire()
+        if self.heartbeat:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._beat, name=f"pollen-lease-{self.job}", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -1094,11 +1158,19 @@ class JobLease:
         except (BotoCoreError, ConnectionError) as exc:
             raise translate(exc, action=f"lease {self.job}") from exc
         self.held = True
+        self.lost = None
         log.info("lease taken", extra={"job": self.job, "owner": self.owner, "ttl_s": self.ttl_s})
 
     def renew(self, ttl_s: float | None = None) -> None:
-        """Extend the lease (raises LeaseHeld if it was lost to another run after expiring)."""
+        """Extend the lease to ``ttl_s`` (default: its TTL) from now, if this run still owns it. Raises LeaseHeld
+        with code ``LeaseLost`` when another run has taken it over (and sets ``lost``), a translated PollenError
+        (``.transient`` for throttling, 5xx, resets) when the call fails, PermanentError when it is not held."""
+        if self.lost is not None:
+            raise LeaseHeld(self.lost, code="LeaseLost")
+        if not self.held:
+            raise PermanentError(f"job {self.job!r}: the lease is not held, so it cannot be renewed", code="NotHeld")
         expires = time.time() + (ttl_s or self.ttl_s)
+        action = f"renew lease {self.job}"
         try:
             self.store.client().update_item(
                 TableName=self._physical(),
@@ -1113,11 +1185,57 @@ class JobLease:
                 },
             )
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseHeld(f"job {self.job!r}: lease lost to another run", code="LeaseLost") from exc
-            raise translate(exc, action=f"renew lease {self.job}") from exc
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate(exc, action=action) from exc
+            if not self.held:  # released while this renewal was in flight: the release removed the item
+                raise PermanentError(f"job {self.job!r}: the lease was released", code="NotHeld") from exc
+            self._lose(f"now held by {self._holder()}")
+            raise LeaseHeld(self.lost or "lease lost", code="LeaseLost") from exc
+        except (BotoCoreError, ConnectionError) as exc:
+            raise translate(exc, action=action) from exc
+        self.renewals += 1
+        self.store.metrics.count(M_LEASE_RENEWED, job=self.job)
+
+    def _beat(self) -> None:
+        interval = max(0.05, self.ttl_s * HEARTBEAT_SHARE)
+        wait = interval
+        while not self._stop.wait(wait):
+            try:
+                self.renew()
+            except PollenError as exc:
+                if self._stop.is_set() or exc.code in ("LeaseLost", "NotHeld"):
+                    return
+                self.store.metrics.count(M_LEASE_RENEW_FAILED, job=self.job)
+                log.warning("could not renew the lease", extra={"job": self.job, "error": exc.message[:200]})
+                wait = interval * HEARTBEAT_RETRY_SHARE
+                continue
+            wait = interval
+
+    def _holder(self) -> str:
+        """Who holds the lease item now (for messages; one plain read, never retried)."""
+        try:
+            response = self.store.client().get_item(
+                TableName=self._physical(), Key=codec.encode_item(self.key), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError, ConnectionError):
+            return "another run"
+        item = response.get("Item")
+        if not item:
+            return "nobody (the lease item is gone: it expired)"
+        return str(codec.decode_item(item).get("owner", "another run"))
+
+    def _lose(self, how: str) -> None:
+        self.held = False
+        self.lost = f"lease of job {self.job!r} lost ({how}); another run may have overlapped this one"
+        self.store.metrics.count(M_LEASE_LOST, job=self.job)
+        log.error("lease lost", extra={"job": self.job, "owner": self.owner, "detail": how})
 
     def release(self) -> None:
+        """Stop the heartbeat, then delete the lease item if this run still owns it."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=HEARTBEAT_JOIN_S)
         if not self.held:
             return
         self.held = False
@@ -1129,11 +1247,12 @@ class JobLease:
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": {"S": self.owner}},
             )
-        except (
-            ClientError,
-            BotoCoreError,
-            ConnectionError,
-        ) as exc:  # it expires by itself; never mask the job's result
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                self._lose(f"at release it was held by {self._holder()}")
+                return
+            log.warning("could not release lease", extra={"job": self.job, "error": str(exc)[:200]})
+        except (BotoCoreError, ConnectionError) as exc:  # it expires by itself; never mask the job's result
             log.warning("could not release lease", extra={"job": self.job, "error": str(exc)[:200]})
 
 
@@ -1180,6 +1299,30 @@ def _sort_name(schema: tuple[tuple[str, str], ...] | None, info: TableInfo, inde
     if schema is not None:
         return schema[1][0] if len(schema) > 1 else None
     # Unknown index: guess nothing about its sort key; the fallback then returns the matches unsorted.
+    return None
+
+
+#: How DynamoDB says that an index cannot serve reads while its table can: it does not exist (ValidationException
+#: "The table does not have the specified index: X"; moto: ResourceNotFoundException "Invalid index: X for table: Y")
+#: or is still being built (ValidationException "Cannot read from backfilling global secondary index: X").
+_INDEX_UNUSABLE = {
+    "does not have the specified index": "missing",
+    "invalid index": "missing",
+    "backfilling global secondary index": "backfilling",
+}
+
+
+def index_failure(error: PollenError) -> str | None:
+    """Why a failed query through an index may fall back to a Scan of the base table ("missing", "backfilling",
+    "throttled", "unavailable"), or None when the error must be raised: a permanent error that is not about the index
+    (a value of the wrong type, a missing table, denied access) would fail or mislead the Scan as well."""
+    if error.transient:
+        return "throttled" if isinstance(error, ThrottledError) else "unavailable"
+    if error.code in ("ValidationException", "ResourceNotFoundException"):
+        text = error.message.lower()
+        for phrase, reason in _INDEX_UNUSABLE.items():
+            if phrase in text:
+                return reason
     return None
 
 
