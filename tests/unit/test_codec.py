@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -186,3 +187,101 @@ def test_loads_plain_rejects_nan_and_reads_decimals() -> None:
     assert codec.loads_plain('{"x": 0.1}') == {"x": Decimal("0.1")}
     with pytest.raises(CodecError):
         codec.loads_plain('{"x": NaN}')
+
+
+# --- the fast paths give exactly what the general code gives -------------------------------------------------------
+
+
+def _number_outcome(value: Any) -> Any:
+    try:
+        return codec._number_general(value)
+    except CodecError as exc:
+        return ("error", exc.message)
+
+
+def _fast_outcome(value: Any) -> Any:
+    try:
+        return codec._number(value)
+    except CodecError as exc:
+        return ("error", exc.message)
+
+
+@given(
+    st.one_of(
+        st.decimals(places=None),  # any decimal, NaN and Infinity included, over DynamoDB's limits too
+        st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value=-(10**12), max_value=10**12),
+        st.builds(lambda d, e: d.scaleb(e), st.decimals(allow_nan=False, allow_infinity=False), st.integers(-60, 60)),
+        st.floats(),
+        st.integers(min_value=-(10**45), max_value=10**45),
+    )
+)
+@settings(max_examples=2000, deadline=None)
+def test_fast_number_path_matches_the_general_one(value: Any) -> None:
+    assert _fast_outcome(value) == _number_outcome(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1.50", "-0.0012", "100", "100.000", "0.000001", "0.0000001", "1E+3", "-0", "0.00", "1." + "2" * 37,
+     "1." + "2" * 38, "12345678901234567890123456789012345678", "123456789012345678901234567890123456789",
+     "0." + "0" * 30 + "1", "9" * 39 + ".5", "1.0" + "0" * 50],
+)  # fmt: skip
+def test_fast_number_path_on_edge_cases(text: str) -> None:
+    assert _fast_outcome(Decimal(text)) == _number_outcome(Decimal(text))
+
+
+_key_strings = st.one_of(st.text(max_size=12), st.text(max_size=3).map(lambda s: s * 700), st.just("é" * 513))
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["pk", "sk", "other"]),
+        st.one_of(_key_strings, st.integers(-5, 5), st.none(), st.binary(max_size=3), st.just(math.nan)),
+    )
+)
+@settings(max_examples=500, deadline=None)
+def test_encode_key_matches_encode_check_and_signature(item: dict[str, Any]) -> None:
+    for schema in ((("pk", "S"), ("sk", "S")), (("pk", "S"),), (("pk", "N"), ("sk", "S")), (("pk", "B"),)):
+        names = [name for name, _ in schema]
+        try:
+            wire = codec.encode_item({name: item[name] for name in names if name in item})
+            codec.check_key(wire, schema)
+            expected: Any = (wire, codec.key_signature(wire, names))
+        except CodecError as exc:
+            expected = ("error", exc.message)
+        try:
+            actual: Any = codec.encode_key(item, schema)
+        except CodecError as exc:
+            actual = ("error", exc.message)
+        assert actual == expected
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=8), st.binary(max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_add_content_hash_gives_the_content_hash_and_the_items_wire_json(item: dict[str, Any], blob: bytes) -> None:
+    item = {**item, "blob": blob, "lastSyncDate": "2026-01-01T00:00:00Z"}
+    wire = codec.encode_item(item)
+    ignore = frozenset({"lastSyncDate", "contentHash"})
+    expected = codec.content_hash(wire, ignore)
+    digest, text = codec.add_content_hash(wire, ignore, "contentHash")
+    assert digest == expected and wire["contentHash"] == {"S": digest}
+    as_wire = {**wire, "blob": {"B": __import__("base64").b64encode(blob).decode()}}
+    assert json.loads(text) == as_wire
+
+
+def test_content_hash_definition_is_stable() -> None:
+    """Hashes are stored in tables: a change of definition would make every stored item look changed."""
+    item = codec.encode_item(
+        {
+            "symbol": "AAPL",
+            "fiscalPeriod": "ANNUAL#2025-12-31",
+            "eps": Decimal("1.50"),
+            "n": 7,
+            "name": "Société Générale",
+            "tags": {"b", "a"},
+            "blob": b"\x00\x01",
+            "detail": {"list": [Decimal("0.1"), None, True, "x"]},
+            "lastSyncDate": "2026-01-01T00:00:00Z",
+        }
+    )
+    assert codec.content_hash(item, {"lastSyncDate", "contentHash"}) == "94f871fcdaa11c921c8b66cf0eaf6a66"

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -36,6 +36,8 @@ WireItem = dict[str, AttributeValue]
 _DROP = object()
 #: Wide enough that normalizing never rounds a number DynamoDB could hold (the default context keeps 28 digits).
 _EXACT = Context(prec=200)
+#: Integers below this magnitude have at most 38 digits: always storable, written as ``str`` writes them.
+_INT_LIMIT = 10**38
 
 
 class CodecError(InvalidRecord):
@@ -85,7 +87,45 @@ def number_text(value: Any) -> str:
 
 def _number(value: Any) -> tuple[str, int]:
     """Canonical text and DynamoDB size (1 byte per two significant digits, plus 1) of a number, validated."""
-    if type(value) is int and -(10**38) < value < 10**38:
+    kind = type(value)
+    if kind is int:
+        if -_INT_LIMIT < value < _INT_LIMIT:
+            text = str(value)
+            digits = len(text.lstrip("-").rstrip("0")) or 1
+            return text, (digits + 1) // 2 + 1
+    elif kind is Decimal:
+        plain = _plain_number(value)
+        if plain is not None:
+            return plain
+    elif kind is float and math.isfinite(value):
+        plain = _plain_number(Decimal(repr(value)))
+        if plain is not None:
+            return plain
+    return _number_general(value)
+
+
+def _plain_number(number: Decimal) -> tuple[str, int] | None:
+    """The fast path of :func:`_number` for the common case: a finite, non-zero Decimal that ``str`` already writes
+    in short plain notation (exponent <= 0, magnitude >= 1E-6, at most 40 characters), with at most 38 significant
+    digits. Gives exactly what :func:`_number_general` gives, or None when the number is not such a case."""
+    if not number.is_finite() or not number:
+        return None
+    text = str(number)
+    if len(text) > 40 or "E" in text:
+        return None
+    if "." in text:
+        text = text.rstrip("0")
+        if text[-1] == ".":
+            text = text[:-1]
+    digits = len(text.replace(".", "").lstrip("-").strip("0"))
+    if digits > MAX_DIGITS:
+        return None
+    return text, (digits + 1) // 2 + 1
+
+
+def _number_general(value: Any) -> tuple[str, int]:
+    """:func:`_number` for any number: normalizes, checks DynamoDB's digits and range, and picks the notation."""
+    if type(value) is int and -_INT_LIMIT < value < _INT_LIMIT:
         text = str(value)
         digits = len(text.lstrip("-").rstrip("0")) or 1
         return text, (digits + 1) // 2 + 1
@@ -189,18 +229,23 @@ def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
         kind = type(value)
         if kind is str:
             encoded[name] = {"S": value}
-            size += len(name.encode("utf-8")) + len(value.encode("utf-8"))
-        elif (kind is int or kind is Decimal or kind is float) and value is not True and value is not False:
-            text, number_size = _number(value)
+            value_bytes = len(value) if value.isascii() else len(value.encode("utf-8"))
+        elif kind is Decimal or kind is int or kind is float:
+            text, value_bytes = (kind is Decimal and _plain_number(value)) or _number(value)
             encoded[name] = {"N": text}
-            size += len(name.encode("utf-8")) + number_size
         else:
             av = encode_value(value)
             if av is _DROP:
                 continue
             encoded[name] = av
-            size += len(name.encode("utf-8")) + value_size(av)
+            value_bytes = value_size(av)
+        size += value_bytes + (len(name) if name.isascii() else len(name.encode("utf-8")))
     return encoded, size
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (without encoding it when it is ASCII)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -314,6 +359,30 @@ def key_signature(item: Mapping[str, Mapping[str, Any]], key_names: Iterable[str
     return tuple(parts)
 
 
+def encode_key(item: Mapping[str, Any], key_schema: Sequence[tuple[str, str]]) -> tuple[WireItem, tuple[str, ...]]:
+    """The key attributes of a plain item, encoded and checked as :func:`check_key` checks them, with their
+    :func:`key_signature`. When every key is a string of a string attribute (the usual case) this takes a direct
+    path with the same checks, in the same order, and the same messages."""
+    values: list[Any] = [item.get(name) for name, _ in key_schema]
+    if all(kind == "S" and type(value) is str for (_, kind), value in zip(key_schema, values, strict=True)):
+        wire: WireItem = {}
+        parts: list[str] = []
+        for position, ((name, _), value) in enumerate(zip(key_schema, values, strict=True)):
+            size = len(value) if value.isascii() else len(value.encode("utf-8"))
+            if not size:
+                raise CodecError(f"key attribute {name!r} is empty")
+            limit = MAX_PARTITION_KEY_BYTES if position == 0 else MAX_SORT_KEY_BYTES
+            if size > limit:
+                raise CodecError(f"key attribute {name!r} is {size} bytes (limit {limit})")
+            wire[name] = {"S": value}
+            parts.append("S:" + value)
+        return wire, tuple(parts)
+    names = [name for name, _ in key_schema]
+    wire = encode_item({name: item[name] for name in names if name in item})
+    check_key(wire, key_schema)
+    return wire, key_signature(wire, names)
+
+
 # --- content hash ------------------------------------------------------------------------------------------------
 
 
@@ -323,12 +392,50 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: What :func:`content_hash` serializes with: the output of ``json.dumps(..., sort_keys=True, separators=(",", ":"),
+#: default=_json_default)``, with the encoder built once (``json.dumps`` with options builds one per call) and no
+#: check for cycles (encoded items are trees the codec built).
+_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_json_default, check_circular=False)
+
+
 def content_hash(item: Mapping[str, Mapping[str, Any]], ignore: Iterable[str] = ()) -> str:
-    """A stable hash of an encoded item's content, without the ``ignore`` (bookkeeping) attributes."""
-    skip = set(ignore)
+    """A stable hash of an encoded item's content, without the ``ignore`` (bookkeeping) attributes: BLAKE2b-128 of
+    the item's compact JSON with sorted keys (bytes as base64)."""
+    skip = ignore if isinstance(ignore, set | frozenset) else set(ignore)
     content = {k: v for k, v in item.items() if k not in skip}
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return _digest(_HASH_JSON.encode(content))
+
+
+def wire_json(value: Any) -> str:
+    """Compact JSON of encoded (wire-form) values, bytes as base64: text for a DynamoDB request body."""
+    return _WIRE_JSON.encode(value)
+
+
+_WIRE_JSON = json.JSONEncoder(separators=(",", ":"), default=_json_default, check_circular=False)
+#: Characters of a content hash (BLAKE2b with a 16-byte digest, in hex).
+HASH_CHARS = 32
+
+
+def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def add_content_hash(item: WireItem, ignore: frozenset[str], attribute: str) -> tuple[str, str]:
+    """Store the :func:`content_hash` of an encoded item (without ``ignore``, which must hold ``attribute``) in
+    ``item[attribute]``; returns the hash and the item's compact JSON, ready for a request body. The JSON reuses
+    the hashed text, so the item is serialized once."""
+    content: WireItem = {}
+    bookkeeping: WireItem = {}
+    for name, av in item.items():
+        if name in ignore:
+            bookkeeping[name] = av
+        else:
+            content[name] = av
+    text = _HASH_JSON.encode(content)
+    digest = _digest(text)
+    item[attribute] = bookkeeping[attribute] = {"S": digest}
+    tail = _HASH_JSON.encode(bookkeeping)
+    return digest, (text[:-1] + "," + tail[1:]) if content else tail
 
 
 # --- plain JSON (dead letters, export, load) ---------------------------------------------------------------------

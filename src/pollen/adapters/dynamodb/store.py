@@ -53,6 +53,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -202,7 +204,7 @@ class TableInfo:
     key_schema: tuple[tuple[str, str], ...]
     indexes: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.key_schema)
 
@@ -219,15 +221,25 @@ class _Record:
     sync: str | None
     digest: str
     size: int
+    #: The complete item's JSON (wire form), set with the digest.
+    json: str = ""
 
 
 @dataclass
 class _Write:
     signature: tuple[str, ...]
     request: dict[str, Any]
+    #: ``request`` as compact JSON, for clients that take a ready body (``call_json``).
+    json: str
     size: int
     units: int
     record: Any  # _Record for puts, the plain key for deletes
+
+
+@dataclass
+class _SentCounts:
+    batches: int = 0
+    units: int = 0
 
 
 @dataclass
@@ -420,7 +432,7 @@ class DynamoStore:
                 dead.append((item, f"invalid {key_text(key)}: {exc.message}"))
         if report.invalid and progress:
             progress(report.invalid)
-        resolved = resolve_duplicates(records, key=lambda r: r.signature, version=lambda r: r.sync)
+        resolved = resolve_duplicates(records, key=attrgetter("signature"), version=attrgetter("sync"))
         report.duplicates = len(resolved.losers)
         if report.duplicates and progress:
             progress(report.duplicates)
@@ -451,15 +463,14 @@ class DynamoStore:
         """The cheap first pass (key and version only), enough to resolve duplicates before the workers start."""
         if not isinstance(item, Mapping):
             raise codec.CodecError(f"an item must be a JSON object, not {type(item).__name__}")
-        key_wire = codec.encode_item({name: item[name] for name in info.key_names if name in item})
-        codec.check_key(key_wire, info.key_schema)
+        key_wire, signature = codec.encode_key(item, info.key_schema)
         sync = item.get(SYNC_ATTRIBUTE)
         return _Record(
             position=position,
             plain=item,
             key={name: item[name] for name in info.key_names},
             wire=key_wire,
-            signature=codec.key_signature(key_wire, info.key_names),
+            signature=signature,
             sync=sync if isinstance(sync, str) else None,
             digest="",
             size=0,
@@ -468,12 +479,11 @@ class DynamoStore:
     def _complete(self, record: _Record) -> None:
         """The full encoding, content hash and size check (done by the workers, in parallel with the I/O)."""
         wire, size = codec.encode_item_sized(record.plain)
-        digest = codec.content_hash(wire, self.bookkeeping)
-        wire[HASH_ATTRIBUTE] = {"S": digest}
-        size += HASH_ATTRIBUTE_BYTES + len(digest)
+        size += HASH_ATTRIBUTE_BYTES + codec.HASH_CHARS
         if size > codec.MAX_ITEM_BYTES:
             raise codec.CodecError(f"item is {size} bytes, over DynamoDB's 400 KB limit")
-        record.wire, record.digest, record.size = wire, digest, size
+        digest, text = codec.add_content_hash(wire, self.bookkeeping, HASH_ATTRIBUTE)
+        record.wire, record.digest, record.size, record.json = wire, digest, size, text
 
     def _prepare(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
         record = self._prepare_key(info, position, item)
@@ -520,7 +530,14 @@ class DynamoStore:
                 else:
                     to_write.append(record)
         writes = [
-            _Write(r.signature, {"PutRequest": {"Item": r.wire}}, r.size, codec.write_units(r.size), r)
+            _Write(
+                r.signature,
+                {"PutRequest": {"Item": r.wire}},
+                '{"PutRequest":{"Item":' + r.json + "}}",
+                r.size,
+                codec.write_units(r.size),
+                r,
+            )
             for r in to_write
         ]
         self._send(info, writes, deadline, result)
@@ -610,6 +627,7 @@ class DynamoStore:
         waiting: deque[_Write] = deque(writes)
         suspects: list[list[_Write]] = []
         stalls = 0
+        table_json = codec.wire_json(info.physical)
 
         def give_up(batch: Sequence[_Write], reason: str, *, at_deadline: bool = False) -> None:
             rest = [*batch, *waiting, *(w for s in suspects for w in s)]
@@ -619,60 +637,73 @@ class DynamoStore:
                 self.metrics.count(M_RETRY_EXHAUSTED, len(rest), table=info.logical)
             self._fail_writes(result, info, rest, reason, deadline=at_deadline)
 
-        while waiting or suspects:
-            batch = suspects.pop() if suspects else _next_batch(waiting)
-            units = sum(w.units for w in batch)
-            if deadline.expired() or not self.limiter.acquire(units, deadline):
-                give_up(batch, "deadline reached before the item was written", at_deadline=True)
-                return
-            started = time.perf_counter()
-            try:
-                response = self.client().batch_write_item(RequestItems={info.physical: [w.request for w in batch]})
-            except (ClientError, BotoCoreError, ConnectionError) as exc:
-                err = translate(exc, action="BatchWriteItem")
-                self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
-                self.metrics.count(M_BATCH_COUNT, table=info.logical)
-                self.metrics.count(M_BATCH_FAILED, table=info.logical)
-                if not err.transient:
-                    if err.code == "ValidationException" and len(batch) > 1:
-                        half = len(batch) // 2
-                        suspects.extend([batch[half:], batch[:half]])
-                    else:
-                        self._fail_writes(result, info, batch, err.message)
-                    continue
-                if isinstance(err, ThrottledError):
-                    self.limiter.record(units, units)
-                    self.metrics.count(M_THROTTLES, table=info.logical)
-                stalls += 1
-                if self.retry.exhausted(stalls):
-                    give_up(batch, f"gave up after {stalls} rounds without progress: {err.message}")
+        sent = _SentCounts()
+        try:
+            while waiting or suspects:
+                batch = suspects.pop() if suspects else _next_batch(waiting)
+                units = sum(w.units for w in batch)
+                if deadline.expired() or not self.limiter.acquire(units, deadline):
+                    give_up(batch, "deadline reached before the item was written", at_deadline=True)
                     return
-                waiting.extendleft(reversed(batch))
+                started = time.perf_counter()
+                try:
+                    client = self.client()
+                    call_json = getattr(client, "call_json", None)
+                    if call_json is not None:
+                        body = '{"RequestItems":{' + table_json + ":[" + ",".join([w.json for w in batch]) + "]}}"
+                        response = call_json("BatchWriteItem", body)
+                    else:
+                        response = client.batch_write_item(RequestItems={info.physical: [w.request for w in batch]})
+                except (ClientError, BotoCoreError, ConnectionError) as exc:
+                    err = translate(exc, action="BatchWriteItem")
+                    self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
+                    sent.batches += 1
+                    self.metrics.count(M_BATCH_FAILED, table=info.logical)
+                    if not err.transient:
+                        if err.code == "ValidationException" and len(batch) > 1:
+                            half = len(batch) // 2
+                            suspects.extend([batch[half:], batch[:half]])
+                        else:
+                            self._fail_writes(result, info, batch, err.message)
+                        continue
+                    if isinstance(err, ThrottledError):
+                        self.limiter.record(units, units)
+                        self.metrics.count(M_THROTTLES, table=info.logical)
+                    stalls += 1
+                    if self.retry.exhausted(stalls):
+                        give_up(batch, f"gave up after {stalls} rounds without progress: {err.message}")
+                        return
+                    waiting.extendleft(reversed(batch))
+                    self.metrics.count(M_RETRIES, table=info.logical)
+                    self.retry.sleep(stalls, deadline)
+                    continue
+                self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
+                sent.batches += 1
+                unprocessed = response.get("UnprocessedItems", {}).get(info.physical, [])
+                if not unprocessed:
+                    self.limiter.record(units, 0)
+                    sent.units += units
+                    result.report.written += len(batch)
+                    stalls = 0
+                    continue
+                left = {codec.key_signature(_request_key(u), info.key_names) for u in unprocessed}
+                pending = [w for w in batch if w.signature in left]
+                self.limiter.record(units, sum(w.units for w in pending))
+                sent.units += units - sum(w.units for w in pending)
+                self.metrics.count(M_THROTTLES, table=info.logical)
+                result.report.written += len(batch) - len(pending)
+                stalls = 0 if len(pending) < len(batch) else stalls + 1
+                if self.retry.exhausted(stalls):
+                    give_up(pending, f"still unprocessed after {stalls} rounds without progress")
+                    return
+                waiting.extend(pending)
                 self.metrics.count(M_RETRIES, table=info.logical)
                 self.retry.sleep(stalls, deadline)
-                continue
-            self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
-            self.metrics.count(M_BATCH_COUNT, table=info.logical)
-            unprocessed = response.get("UnprocessedItems", {}).get(info.physical, [])
-            if not unprocessed:
-                self.limiter.record(units, 0)
-                self.metrics.count(M_UNITS, units, table=info.logical)
-                result.report.written += len(batch)
-                stalls = 0
-                continue
-            left = {codec.key_signature(_request_key(u), info.key_names) for u in unprocessed}
-            pending = [w for w in batch if w.signature in left]
-            self.limiter.record(units, sum(w.units for w in pending))
-            self.metrics.count(M_UNITS, units - sum(w.units for w in pending), table=info.logical)
-            self.metrics.count(M_THROTTLES, table=info.logical)
-            result.report.written += len(batch) - len(pending)
-            stalls = 0 if len(pending) < len(batch) else stalls + 1
-            if self.retry.exhausted(stalls):
-                give_up(pending, f"still unprocessed after {stalls} rounds without progress")
-                return
-            waiting.extend(pending)
-            self.metrics.count(M_RETRIES, table=info.logical)
-            self.retry.sleep(stalls, deadline)
+        finally:  # counted once per call, not per batch (each count takes the recorder's lock)
+            if sent.batches:
+                self.metrics.count(M_BATCH_COUNT, sent.batches, table=info.logical)
+            if sent.units:
+                self.metrics.count(M_UNITS, sent.units, table=info.logical)
 
     def _fail_writes(
         self, result: _ChunkResult, info: TableInfo, writes: Sequence[_Write], reason: str, *, deadline: bool = False
@@ -745,7 +776,8 @@ class DynamoStore:
             signature = codec.key_signature(wire, info.key_names)
             if signature in writes:
                 report.duplicates += 1
-            writes[signature] = _Write(signature, {"DeleteRequest": {"Key": wire}}, codec.item_size(wire), 1, plain)
+            request = {"DeleteRequest": {"Key": wire}}
+            writes[signature] = _Write(signature, request, codec.wire_json(request), codec.item_size(wire), 1, plain)
         result = _ChunkResult(report)
         self._send(info, list(writes.values()), deadline, result)
         dead.extend(result.dead)
@@ -1279,8 +1311,12 @@ def _token_default(value: Any) -> Any:
     return str(value)
 
 
+_write_signature = attrgetter("signature")
+_write_size = attrgetter("size")
+
+
 def _next_batch(waiting: deque[_Write]) -> list[_Write]:
-    return take_batch(waiting, key=lambda w: w.signature, size=lambda w: w.size)
+    return take_batch(waiting, key=_write_signature, size=_write_size)
 
 
 def _request_key(request: Mapping[str, Any]) -> Mapping[str, Any]:

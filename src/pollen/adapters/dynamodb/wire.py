@@ -2,10 +2,16 @@
 
 botocore walks its service model in Python for every attribute of every item, on the way out (validation and
 serialization) and on the way back (parsing). The store already produces DynamoDB's wire format itself (the codec),
-so this client only signs the body with SigV4 (botocore's signer, so credentials, session tokens and refresh work as
-in boto3) and sends it over one keep-alive connection. It offers the same method names and response shapes as a
-boto3 client (``client.batch_write_item(RequestItems=...)``), except that binary values come back base64-encoded
-(the codec accepts both), and raises botocore's ``ClientError`` for service errors, so the store and
+so this client only signs the body with SigV4 and sends it over one keep-alive connection. Credentials come from
+botocore (``get_frozen_credentials`` per request, so session tokens and refresh work as in boto3); the signature is
+computed here for the one request shape this client sends (a JSON POST), with the signing key cached per day, and a
+unit test holds it equal to botocore's ``SigV4Auth``. HTTP is a minimal HTTP/1.1 exchange (one write per request;
+``Content-Length``, chunked or read-to-close responses): ``http.client``, which parses every response's headers with
+the ``email`` package, and botocore's request and signer objects took most of a request's client CPU.
+
+It offers the same method names and response shapes as a boto3 client (``client.batch_write_item(RequestItems=...)``),
+except that binary values come back base64-encoded (the codec accepts both), plus ``call_json`` for a body already
+written as JSON, and raises botocore's ``ClientError`` for service errors, so the store and
 :func:`pollen.adapters.dynamodb.errors.translate` treat both clients alike.
 
 Not thread-safe: the store gives each worker thread its own client.
@@ -14,23 +20,28 @@ Not thread-safe: the store gives each worker thread its own client.
 from __future__ import annotations
 
 import base64
-import http.client
+import hashlib
+import hmac
 import json
 import socket
+import ssl
+import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.utils import normalize_url_path
 
 from pollen.adapters.dynamodb.client import LOCAL_CREDENTIALS
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
+SERVICE = "dynamodb"
+#: Response headers beyond this are refused (DynamoDB sends well under 1 KB).
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def _json_default(value: Any) -> Any:
@@ -41,8 +52,213 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: Request bodies: ``json.dumps(params, separators=(",", ":"), default=_json_default)``, with the encoder built once.
+_BODY_JSON = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
 def _camel(snake: str) -> str:
     return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
+
+
+class SigV4Signer:
+    """AWS Signature Version 4 for this client's requests: ``POST`` to one path, no query string, signed headers
+    content-type, host, x-amz-date, x-amz-security-token (with a session token) and x-amz-target, payload hashed.
+    Gives the same ``Authorization`` as botocore's ``SigV4Auth`` for such a request; the signing key (four HMACs)
+    is derived once per day and secret instead of per request."""
+
+    def __init__(self, *, host: str, path: str, region: str, service: str = SERVICE) -> None:
+        self.host = host
+        self.region = region
+        self.service = service
+        self.canonical_path = quote(normalize_url_path(path), safe="/~")
+        self._key: tuple[str, str, bytes] = ("", "", b"")
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def _amz_date(self, now: float | None) -> str:
+        second = int(time.time() if now is None else now)
+        if self._stamp[0] != second:
+            self._stamp = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+        return self._stamp[1]
+
+    def _signing_key(self, secret: str, day: str) -> bytes:
+        cached_secret, cached_day, key = self._key
+        if cached_secret != secret or cached_day != day:
+            key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), day), self.region), self.service), "aws4_request")
+            self._key = (secret, day, key)
+        return key
+
+    def headers(self, credentials: Any, target: str, body: bytes, now: float | None = None) -> dict[str, str]:
+        """The signed headers of one request (``Host`` included) for frozen credentials."""
+        amz_date = self._amz_date(now)
+        day = amz_date[:8]
+        token = credentials.token
+        canonical_headers = f"content-type:{CONTENT_TYPE}\nhost:{self.host}\nx-amz-date:{amz_date}\n"
+        if token:
+            canonical_headers += f"x-amz-security-token:{' '.join(token.split())}\n"
+            signed = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+        else:
+            signed = "content-type;host;x-amz-date;x-amz-target"
+        canonical_headers += f"x-amz-target:{target}\n"
+        canonical = f"POST\n{self.canonical_path}\n\n{canonical_headers}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
+        scope = f"{day}/{self.region}/{self.service}/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode('utf-8')).hexdigest()}"
+        signature = hmac.new(
+            self._signing_key(credentials.secret_key, day), to_sign.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+        headers = {
+            "Host": self.host,
+            "Content-Type": CONTENT_TYPE,
+            "X-Amz-Target": target,
+            "X-Amz-Date": amz_date,
+            "Authorization": (
+                f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+                f"SignedHeaders={signed}, Signature={signature}"
+            ),
+        }
+        if token:
+            headers["X-Amz-Security-Token"] = token
+        return headers
+
+
+class HttpConnection:
+    """One HTTP/1.1 keep-alive connection that sends a request in one write and reads a response with a
+    ``Content-Length``, a chunked body, or a body up to the end of the connection. Raises ``OSError`` (a
+    ``ConnectionError`` for a broken or malformed response, ``TimeoutError`` on a timeout)."""
+
+    def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None, connect_timeout_s: float) -> None:
+        self.sock = self._connect(host, port, connect_timeout_s)
+        if ssl_context is not None:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
+            except BaseException:
+                self.sock.close()
+                raise
+        self._buffer = bytearray()
+
+    @staticmethod
+    def _connect(host: str, port: int, timeout_s: float) -> socket.socket:
+        family = _literal_family(host)
+        if family is None:
+            sock = socket.create_connection((host, port), timeout=timeout_s)
+        else:  # an IP address: no name to resolve
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout_s)
+                sock.connect((host, port))
+            except BaseException:
+                sock.close()
+                raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def exchange(self, request: bytes, timeout_s: float) -> tuple[int, bytes, bool]:
+        """Send one request; returns (status, body, whether the server closes the connection)."""
+        self.sock.settimeout(timeout_s)
+        self._buffer.clear()
+        self.sock.sendall(request)
+        while True:
+            version, status, headers = self._read_head()
+            if not 100 <= status < 200:
+                break
+        close = version == "HTTP/1.0" or "close" in headers.get("connection", "").lower()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                raise ConnectionError(f"bad Content-Length {headers['content-length'][:20]!r}") from None
+            body = self._read_exact(length)
+        else:
+            body = self._read_to_end()
+            close = True
+        if self._buffer:  # bytes after the response: the connection's state is unknown
+            close = True
+        return status, body, close
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection before the response was complete")
+        self._buffer += chunk
+
+    def _read_head(self) -> tuple[str, int, dict[str, str]]:
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            if len(self._buffer) > MAX_HEADER_BYTES:
+                raise ConnectionError("response headers too long")
+            self._fill()
+        lines = self._buffer[:end].decode("latin-1").split("\r\n")
+        del self._buffer[: end + 4]
+        version, _, rest = lines[0].partition(" ")
+        try:
+            status = int(rest[:3])
+        except ValueError:
+            raise ConnectionError(f"malformed status line {lines[0][:60]!r}") from None
+        if not version.startswith("HTTP/"):
+            raise ConnectionError(f"malformed status line {lines[0][:60]!r}")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return version, status, headers
+
+    def _read_exact(self, length: int) -> bytes:
+        while len(self._buffer) < length:
+            self._fill()
+        body = bytes(self._buffer[:length])
+        del self._buffer[:length]
+        return body
+
+    def _read_line(self) -> bytes:
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            if len(self._buffer) > MAX_HEADER_BYTES:
+                raise ConnectionError("chunk header too long")
+            self._fill()
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        return line
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            line = self._read_line()
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ConnectionError(f"malformed chunk size {line[:20]!r}") from None
+            if size == 0:
+                while self._read_line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exact(size))
+            if self._read_line():
+                raise ConnectionError("malformed chunked body")
+
+    def _read_to_end(self) -> bytes:
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                body = bytes(self._buffer)
+                self._buffer.clear()
+                return body
+            self._buffer += chunk
+
+
+def _literal_family(host: str) -> socket.AddressFamily | None:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
 
 
 class WireClient:
@@ -62,9 +278,15 @@ class WireClient:
         parts = urlsplit(self.endpoint_url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
-        self._port = parts.port
+        default_port = 443 if self._https else 80
+        self._port = parts.port or default_port
         self._path = parts.path.rstrip("/") + "/"
-        self._url = f"{parts.scheme}://{parts.netloc}{self._path}"
+        # The Host header as botocore signs it: lower-case name, the port only when it is not the scheme's default.
+        host_header = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port is not None and parts.port != default_port:
+            host_header += f":{parts.port}"
+        self._signer = SigV4Signer(host=host_header, path=self._path, region=region)
+        self._request_line = f"POST {self._path} HTTP/1.1\r\n".encode("ascii")
         if credentials is None:
             credentials = boto3.session.Session().get_credentials()
             if credentials is None:
@@ -76,16 +298,17 @@ class WireClient:
         self._credentials = credentials
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._conn: http.client.HTTPConnection | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        if self._https:
+            self._ssl_context = ssl.create_default_context()
+            self._ssl_context.set_alpn_protocols(["http/1.1"])
+        self._conn: HttpConnection | None = None
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> HttpConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.connect_timeout_s)
-            conn.connect()
-            if conn.sock is not None:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._conn = conn
+            self._conn = HttpConnection(
+                self._host, self._port, ssl_context=self._ssl_context, connect_timeout_s=self.connect_timeout_s
+            )
         return self._conn
 
     def close(self) -> None:
@@ -95,26 +318,26 @@ class WireClient:
 
     def call(self, operation: str, params: dict[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         """One DynamoDB API call; returns the parsed JSON response or raises ClientError / ConnectionError."""
-        body = json.dumps(params, separators=(",", ":"), default=_json_default).encode("utf-8")
-        request = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=body,
-            headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + operation},
+        return self.call_json(operation, _BODY_JSON.encode(params), timeout_s=timeout_s)
+
+    def call_json(self, operation: str, text: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """:meth:`call` with the request's parameters already written as JSON (the store builds BatchWriteItem
+        bodies from each item's JSON, serialized once when its content hash was computed)."""
+        body = text.encode("utf-8")
+        credentials = self._credentials.get_frozen_credentials()
+        if credentials is None or credentials.access_key is None:
+            raise NoCredentialsError()
+        headers = self._signer.headers(credentials, TARGET_PREFIX + operation, body)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        request = b"".join(
+            (self._request_line, head.encode("latin-1"), b"Content-Length: %d\r\n\r\n" % len(body), body)
         )
-        SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self.region).add_auth(request)
-        headers = dict(request.headers.items())
         try:
             conn = self._connection()
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout_s or self.read_timeout_s)
-            conn.request("POST", self._path, body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            status = response.status
-            if response.will_close:
+            status, payload, will_close = conn.exchange(request, timeout_s or self.read_timeout_s)
+            if will_close:
                 self.close()
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             self.close()
             raise ConnectionError(f"{operation}: {type(exc).__name__}: {exc}"[:200]) from exc
         if status == 200:
