@@ -109,8 +109,9 @@ def test_deadline_behind_a_slow_proxy_stops_in_time_and_reports_exactly_what_is_
         proxy.faults = Faults()
         stored = {key_of(item) for item in _stored(store)}
     # In-flight requests (0.15 s each) finish and ~9,000 failures are dead-lettered after the deadline; the whole
-    # load would take about 19 s at this latency, so this bound shows the run stopped (with slack for a busy machine).
-    assert elapsed < 2.0 + 1.5, elapsed
+    # load would take about 19 s at this latency, so this bound shows the run stopped (with slack for a busy machine:
+    # writing the dead-letter file took up to 1.7 s on one).
+    assert elapsed < 2.0 + 3.0, elapsed
     assert report.deadline_reached and not report.ok
     assert 0 < report.written < 10_000
     assert report.written + report.failed == 10_000
