@@ -645,6 +645,7 @@ class DynamoStore:
                 if deadline.expired() or not self.limiter.acquire(units, deadline):
                     give_up(batch, "deadline reached before the item was written", at_deadline=True)
                     return
+                generation = self.limiter.generation  # the response tells about the rate this batch was sent at
                 started = time.perf_counter()
                 try:
                     client = self.client()
@@ -667,7 +668,7 @@ class DynamoStore:
                             self._fail_writes(result, info, batch, err.message)
                         continue
                     if isinstance(err, ThrottledError):
-                        self.limiter.record(units, units)
+                        self.limiter.record(units, units, generation)
                         self.metrics.count(M_THROTTLES, table=info.logical)
                     stalls += 1
                     if self.retry.exhausted(stalls):
@@ -681,14 +682,14 @@ class DynamoStore:
                 sent.batches += 1
                 unprocessed = response.get("UnprocessedItems", {}).get(info.physical, [])
                 if not unprocessed:
-                    self.limiter.record(units, 0)
+                    self.limiter.record(units, 0, generation)
                     sent.units += units
                     result.report.written += len(batch)
                     stalls = 0
                     continue
                 left = {codec.key_signature(_request_key(u), info.key_names) for u in unprocessed}
                 pending = [w for w in batch if w.signature in left]
-                self.limiter.record(units, sum(w.units for w in pending))
+                self.limiter.record(units, sum(w.units for w in pending), generation)
                 sent.units += units - sum(w.units for w in pending)
                 self.metrics.count(M_THROTTLES, table=info.logical)
                 result.report.written += len(batch) - len(pending)
