@@ -63,11 +63,25 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return RedactingStream(sys.stderr, secrets).redact(text)
 
 
+#: Every value registered in this process: a warm Lambda container configures logging again on each invocation,
+#: long after the adapters (and the secrets they fetched) were built, so the list must outlive the handlers.
+_registered_secrets: set[str] = set()
+_registered_lock = threading.Lock()
+
+
+def registered_secrets() -> list[str]:
+    with _registered_lock:
+        return sorted(_registered_secrets)
+
+
 def register_secrets(secrets: Iterable[str]) -> None:
-    """Add values (e.g. credentials read from Secrets Manager) to the redaction of the configured log handlers."""
+    """Add values (e.g. credentials read from Secrets Manager) to the redaction of the configured log handlers,
+    and of every handler configured later in this process."""
     values = [s for s in secrets if s]
     if not values:
         return
+    with _registered_lock:
+        _registered_secrets.update(values)
     for handler in logging.getLogger(SERVICE).handlers:
         stream = getattr(handler, "stream", None)
         if isinstance(stream, RedactingStream):
@@ -86,7 +100,9 @@ def configure_logging(
     correlation_id: str | None = None,
     **keys: Any,
 ) -> Logger:
-    """Install the JSON handler on the ``pollen`` logger (idempotent: replaces the previous one)."""
+    """Install the JSON handler on the ``pollen`` logger (idempotent: replaces the previous one).
+
+    The handler masks ``secrets`` and every value registered so far with :func:`register_secrets`."""
     std = logging.getLogger(SERVICE)
     for handler in list(std.handlers):
         std.removeHandler(handler)
@@ -97,7 +113,7 @@ def configure_logging(
     logger = Logger(
         service=SERVICE,
         level=level,
-        stream=RedactingStream(stream or sys.stderr, secrets),  # type: ignore[arg-type]
+        stream=RedactingStream(stream or sys.stderr, [*secrets, *registered_secrets()]),  # type: ignore[arg-type]
         utc=True,
     )
     logger.append_keys(correlation_id=correlation_id or new_correlation_id(), **keys)

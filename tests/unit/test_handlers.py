@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from pollen.errors import AuthError, ConfigError
 from pollen.handlers import pollenate, schedule_pollenation, sync_assets, sync_earnings
 from pollen.handlers.common import Dependencies
+from pollen.observability import register_secrets
 from tests import payloads
 from tests.fakes import FakeAssetSource, FakeFundamentals, InMemoryStore, transient
 
@@ -232,3 +234,29 @@ def test_auth_failure_in_a_batch_returns_every_message_and_is_counted(
     assert len(response["batchItemFailures"]) == 2
     assert world.fundamentals.calls_for("MSFT") == []
     assert "AuthFailed" in emf_metrics(capsys.readouterr().out)
+
+
+def test_secrets_fetched_when_the_adapters_were_built_stay_redacted_in_warm_invocations(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "sekrit-av-key-warm-7d1f"
+    monkeypatch.setenv("POLLEN_LOG_LEVEL", "DEBUG")
+
+    def build(settings: Any, metrics: Any) -> Dependencies:
+        register_secrets([key])  # what build_sources does with the values read from Secrets Manager
+        return world.dependencies(settings, metrics)
+
+    calendar = world.fundamentals.earnings_calendar
+
+    def echoing_calendar(horizon: Any) -> Any:
+        # a library logging its request URL at DEBUG, key included
+        logging.getLogger("pollen.adapters.echo").debug("GET /query?function=EARNINGS_CALENDAR&apikey=%s", key)
+        return calendar(horizon)
+
+    monkeypatch.setattr(sync_earnings, "build_dependencies", build)
+    monkeypatch.setattr(world.fundamentals, "earnings_calendar", echoing_calendar)
+    for _ in range(2):  # cold, then warm: logging is configured again, the adapters are not rebuilt
+        call(sync_earnings, scheduled_event())
+    captured = capsys.readouterr()
+    assert captured.err.count("apikey=***") == 2
+    assert key not in captured.out + captured.err
