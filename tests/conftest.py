@@ -14,6 +14,7 @@ import pytest
 
 from pollen.adapters.dynamodb.client import make_client
 from pollen.local.stack import MotoServer
+from pollen.observability import forget_secrets
 
 # Tests never reach AWS: dummy credentials, a fixed region, and streams through explicit endpoints.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -27,6 +28,14 @@ for _var in (
     "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
 ):
     os.environ.pop(_var, None)
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_secrets() -> Iterator[None]:
+    """Redaction values are process-wide (a warm Lambda container keeps them); tests start without any."""
+    forget_secrets()
+    yield
+    forget_secrets()
 
 
 @pytest.fixture(scope="session")

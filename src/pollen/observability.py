@@ -74,6 +74,12 @@ def registered_secrets() -> list[str]:
         return sorted(_registered_secrets)
 
 
+def forget_secrets() -> None:
+    """Clear the process-wide list (tests: one test's values must not mask another's output)."""
+    with _registered_lock:
+        _registered_secrets.clear()
+
+
 def register_secrets(secrets: Iterable[str]) -> None:
     """Add values (e.g. credentials read from Secrets Manager) to the redaction of the configured log handlers,
     and of every handler configured later in this process."""
