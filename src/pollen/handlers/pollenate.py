@@ -38,7 +38,9 @@ class RetryLater(TransientError):
 
 def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependencies:
     _, fundamentals = wiring.build_sources(settings, metrics)
-    return Dependencies(store=wiring.build_store(settings, metrics), fundamentals=fundamentals)
+    return Dependencies(
+        store=wiring.build_store(settings, metrics, durable_dead_letters=True), fundamentals=fundamentals
+    )
 
 
 def parse_message(body: str) -> tuple[str, str | None]:

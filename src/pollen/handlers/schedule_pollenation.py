@@ -24,7 +24,7 @@ def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependen
     if settings.pollenate_queue_url is None:
         raise ConfigError("POLLEN_POLLENATE_QUEUE_URL is not set")
     queue = SqsQueue(settings.pollenate_queue_url, region=settings.region)
-    return Dependencies(store=wiring.build_store(settings, metrics), queue=queue)
+    return Dependencies(store=wiring.build_store(settings, metrics, durable_dead_letters=True), queue=queue)
 
 
 def count_of(event: Any) -> int:

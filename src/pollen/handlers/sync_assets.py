@@ -17,7 +17,7 @@ clock = utc_now
 
 def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependencies:
     assets, _ = wiring.build_sources(settings, metrics)
-    return Dependencies(store=wiring.build_store(settings, metrics), assets=assets)
+    return Dependencies(store=wiring.build_store(settings, metrics, durable_dead_letters=True), assets=assets)
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -19,7 +19,9 @@ clock = utc_now
 
 def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependencies:
     _, fundamentals = wiring.build_sources(settings, metrics)
-    return Dependencies(store=wiring.build_store(settings, metrics), fundamentals=fundamentals)
+    return Dependencies(
+        store=wiring.build_store(settings, metrics, durable_dead_letters=True), fundamentals=fundamentals
+    )
 
 
 def horizon_of(event: dict[str, Any]) -> Horizon:

@@ -8,18 +8,23 @@ cannot be written as JSON at all (only possible for invalid input) appears in th
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain
-from pollen.errors import PollenError
+from pollen.adapters.dynamodb.errors import translate
+from pollen.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -86,54 +91,173 @@ class MemoryDeadLetters:
             self.entries.append((table, dict(item), reason))
 
 
+#: What a dead letter holds (message attribute ``kind``): a plain item of a table (replayed into the table, or a
+#: key deleted from it when the table name ends in ``.deletes``) or a whole DynamoDB stream record (replayed into
+#: the search index).
+ITEM = "item"
+STREAM_RECORD = "stream-record"
+#: Our ceiling for one SQS message, body and attributes together (SQS counts both), and for one SendMessageBatch.
+SQS_MESSAGE_LIMIT = 256 * 1024
+#: Body encoding (attribute ``encoding``) of a dead letter too big for a message as plain JSON.
+GZIP_BASE64 = "gzip+base64"
+
+
+class DeadLettersLost(TransientError):
+    """Dead letters that no durable place took: the invocation must fail, so that its source retries it."""
+
+
+@dataclass
+class _Entry:
+    item: Mapping[str, Any]
+    reason: str
+    body: str
+    attributes: dict[str, dict[str, str]]
+
+    @property
+    def size(self) -> int:
+        # SQS counts the body and each attribute's name, data type and value.
+        attrs = sum(
+            len(k.encode()) + len(v["DataType"]) + len(v["StringValue"].encode()) for k, v in self.attributes.items()
+        )
+        return len(self.body.encode()) + attrs
+
+
 class SqsDeadLetters:
     """Dead letters to an SQS queue (production, where the local disk does not outlive an invocation).
 
-    Each message body is one plain JSON item exactly as `pollen load` reads it (numbers exact); the table and the
-    reason travel as message attributes. If SQS refuses a message, it goes to ``fallback`` (and is logged), so a
-    dead letter is never dropped silently.
+    Each message body is one plain JSON document (an item exactly as `pollen load` reads it, numbers exact, or a
+    stream record); the table, the reason and the kind travel as message attributes. A message never exceeds
+    ``message_limit`` (256 KiB, body and attributes): the reason is cut to 1,000 characters, a body too big as
+    plain JSON is sent gzip-compressed and base64-encoded (attribute ``encoding``), and batches are packed by size
+    as well as by count. Refused entries (a failed call or SendMessageBatch's partial ``Failed``) are sent again with
+    exponential backoff, up to ``max_attempts``. What still did not go (or an item too big even compressed: a
+    DynamoDB item of 400 KB of incompressible data) goes to ``fallback`` when there is one (the CLI's local files),
+    else raises :class:`DeadLettersLost`, so that the Lambda invocation fails and its event source retries it.
     """
 
     BATCH = 10  # SendMessageBatch takes at most ten entries
 
-    def __init__(self, queue_url: str, *, client: Any, fallback: Any = None) -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        client: Any = None,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        fallback: Any = None,
+        kind: str = ITEM,
+        max_attempts: int = 5,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
+        message_limit: int = SQS_MESSAGE_LIMIT,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if client is None:
+            from pollen.adapters.dynamodb.client import make_client
+
+            client = make_client("sqs", region=region, endpoint_url=endpoint_url, max_attempts=3)
         self.queue_url = queue_url
         self.client = client
         self.fallback = fallback
+        self.kind = kind
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.message_limit = message_limit
+        self.sleep = sleep
         self.sent = 0
+        self.retries = 0
 
     def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
         self.put_many(table, [(item, reason)])
 
     def put_many(self, table: str, entries: Iterable[tuple[Mapping[str, Any], str]]) -> None:
-        pending = list(entries)
-        for start in range(0, len(pending), self.BATCH):
-            batch = pending[start : start + self.BATCH]
-            refused = self._send(table, batch)
-            if refused and self.fallback is not None:
-                self.fallback.put_many(table, refused)
-            elif refused:
-                raise PollenError(f"{table}: {len(refused)} dead letters refused by SQS and no fallback")
+        pending: list[_Entry] = []
+        refused: list[tuple[_Entry, str]] = []
+        for item, reason in entries:
+            entry = self._entry(table, item, reason)
+            if entry.size > self.message_limit:
+                refused.append((entry, f"{entry.size} bytes even compressed: above the {self.message_limit} limit"))
+            else:
+                pending.append(entry)
+        for batch in self._batches(pending):
+            refused += self._send_with_retries(table, batch)
+        if not refused:
+            return
+        if self.fallback is not None:
+            self.fallback.put_many(table, [(e.item, e.reason) for e, _ in refused])
+            return
+        raise DeadLettersLost(
+            f"{table}: {len(refused)} dead letters could not be sent to SQS ({refused[0][1]})", code="dead-letters"
+        )
 
-    def _send(self, table: str, batch: list[tuple[Mapping[str, Any], str]]) -> list[tuple[Mapping[str, Any], str]]:
-        entries = [
-            {
-                "Id": str(i),
-                "MessageBody": dumps_plain(dict(item)),
-                "MessageAttributes": {
-                    "table": {"DataType": "String", "StringValue": table},
-                    "reason": {"DataType": "String", "StringValue": (reason or "unknown")[:1000]},
-                },
-            }
-            for i, (item, reason) in enumerate(batch)
+    def _entry(self, table: str, item: Mapping[str, Any], reason: str) -> _Entry:
+        try:
+            body = dumps_plain(dict(item))
+        except CodecError:
+            body = json.dumps(item, default=str, sort_keys=True)  # invalid input: keep it readable rather than lose it
+        attributes = {
+            "table": {"DataType": "String", "StringValue": table or "unknown"},
+            "reason": {"DataType": "String", "StringValue": (reason or "unknown")[:1000]},
+            "kind": {"DataType": "String", "StringValue": self.kind},
+        }
+        entry = _Entry(item, reason, body, attributes)
+        if entry.size > self.message_limit:
+            entry.body = base64.b64encode(gzip.compress(body.encode(), mtime=0)).decode("ascii")
+            entry.attributes["encoding"] = {"DataType": "String", "StringValue": GZIP_BASE64}
+        return entry
+
+    def _batches(self, entries: list[_Entry]) -> Iterator[list[_Entry]]:
+        """At most ten entries and ``message_limit`` bytes per SendMessageBatch (SQS's limit for the whole call)."""
+        batch: list[_Entry] = []
+        size = 0
+        for entry in entries:
+            if batch and (len(batch) == self.BATCH or size + entry.size > self.message_limit):
+                yield batch
+                batch, size = [], 0
+            batch.append(entry)
+            size += entry.size
+        if batch:
+            yield batch
+
+    def _send_with_retries(self, table: str, batch: list[_Entry]) -> list[tuple[_Entry, str]]:
+        todo = batch
+        reasons: dict[int, str] = {}
+        for attempt in range(1, self.max_attempts + 1):
+            failed, permanent = self._send(table, todo, reasons)
+            if permanent or not failed or attempt == self.max_attempts:
+                return [(e, reasons.get(id(e), "refused")) for e in failed]
+            self.retries += len(failed)
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+            log.warning(
+                "retrying dead letters refused by SQS",
+                extra={"table": table, "count": len(failed), "attempt": attempt, "delay_s": delay},
+            )
+            self.sleep(delay)
+            todo = failed
+        return []
+
+    def _send(self, table: str, batch: list[_Entry], reasons: dict[int, str]) -> tuple[list[_Entry], bool]:
+        """Send once; returns the entries SQS did not take, and whether retrying them is pointless."""
+        request = [
+            {"Id": str(i), "MessageBody": e.body, "MessageAttributes": e.attributes} for i, e in enumerate(batch)
         ]
         try:
-            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=request)
         except (ClientError, BotoCoreError) as exc:
-            log.error("dead letters not sent to SQS", extra={"table": table, "count": len(batch), "error": str(exc)})
-            return batch
-        failed = [batch[int(f["Id"])] for f in response.get("Failed", [])]
+            error = translate(exc, action="SendMessageBatch")
+            log.error("dead letters not sent to SQS", extra={"table": table, "count": len(batch), "error": str(error)})
+            for entry in batch:
+                reasons[id(entry)] = str(error)
+            return batch, not error.transient
+        failed: list[_Entry] = []
+        permanent = True
+        for failure in response.get("Failed", []):
+            entry = batch[int(failure["Id"])]
+            failed.append(entry)
+            reasons[id(entry)] = f"{failure.get('Code', 'failed')}: {failure.get('Message', '')}"[:200]
+            permanent = permanent and bool(failure.get("SenderFault"))
         self.sent += len(batch) - len(failed)
         if failed:
             log.error("SQS refused dead letters", extra={"table": table, "count": len(failed)})
-        return failed
+        return failed, permanent and bool(failed)

@@ -70,7 +70,15 @@ from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.errors import error_code, translate
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
 from pollen.deadline import Deadline
-from pollen.errors import LeaseHeld, NotFound, PermanentError, PollenError, ThrottledError, TransientError
+from pollen.errors import (
+    ConfigError,
+    LeaseHeld,
+    NotFound,
+    PermanentError,
+    PollenError,
+    ThrottledError,
+    TransientError,
+)
 from pollen.observability import MetricsRecorder
 from pollen.ports import DeadLetterSink, Item, Key
 from pollen.report import JobReport
@@ -1373,12 +1381,16 @@ def _sort_value(value: Any) -> tuple[int, Any]:
 
 def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) -> DynamoStore:
     """The store for these settings: per-worker wire clients, ``write_concurrency`` workers, the ``wcu_limit``
-    ceiling, dead letters under ``settings.home / "dead-letters"``. ``options`` go to :class:`DynamoStore`
-    (``transport="boto3"`` uses boto3 clients instead of the lean wire client)."""
+    ceiling, dead letters under ``settings.home / "dead-letters"`` (or to the SQS queue of
+    POLLEN_DEAD_LETTER_QUEUE_URL, the local files then catching what SQS refuses). ``options`` go to
+    :class:`DynamoStore` (``transport="boto3"`` uses boto3 clients instead of the lean wire client);
+    ``durable_dead_letters=True`` (Lambda, where /tmp does not survive) requires the queue and has no local fallback:
+    dead letters SQS does not take fail the call."""
     from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
     from pollen.adapters.dynamodb.wire import wire_client_factory
 
     transport = options.pop("transport", "wire")
+    durable = bool(options.pop("durable_dead_letters", False))
     if "client" not in options and "client_factory" not in options:
         if transport == "wire":
             options["client_factory"] = wire_client_factory(
@@ -1391,10 +1403,11 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
                 endpoint_url=settings.dynamodb_endpoint,
                 max_pool_connections=max(10, settings.write_concurrency * 2),
             )
-    local = JsonlDeadLetters(settings.home / "dead-letters")
+    if durable and "dead_letters" not in options and not settings.dead_letter_queue_url:
+        raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: in Lambda, dead letters need the queue")
+    local = None if durable else JsonlDeadLetters(settings.home / "dead-letters")
     if settings.dead_letter_queue_url and "dead_letters" not in options:
-        sqs = make_client("sqs", region=settings.region, max_attempts=3)
-        options["dead_letters"] = SqsDeadLetters(settings.dead_letter_queue_url, client=sqs, fallback=local)
+        options["dead_letters"] = SqsDeadLetters(settings.dead_letter_queue_url, region=settings.region, fallback=local)
     options.setdefault("dead_letters", local)
     options.setdefault("concurrency", settings.write_concurrency)
     options.setdefault("wcu_limit", settings.wcu_limit)
