@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         "https://www.alphavantage.co", validation_alias=AliasChoices("ALPHAVANTAGE_BASE_URL")
     )
     search_url: Url | None = Field(None, validation_alias=AliasChoices("POLLEN_SEARCH_URL"))
+    #: How requests to POLLEN_SEARCH_URL are authenticated: SigV4 (an IAM-protected domain or collection), or
+    #: "none", only ever on explicit request (a local OpenSearch without the security plugin).
+    search_auth: Literal["sigv4", "none"] = Field("sigv4", validation_alias=AliasChoices("POLLEN_SEARCH_AUTH"))
+    #: SigV4 service name: "es" (a domain) or "aoss" (a serverless collection); unset: from the host name.
+    search_service: Literal["es", "aoss"] | None = Field(None, validation_alias=AliasChoices("POLLEN_SEARCH_SERVICE"))
     home: Path = Field(Path(".pollen"), validation_alias=AliasChoices("POLLEN_HOME"))
 
     # Tuning knobs of our own (not part of the contract).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +12,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from pollen.adapters.search.base import ApplyResult
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
+from pollen.errors import ConfigError
 from pollen.handlers import stream_sync
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.records import Change
@@ -139,17 +139,17 @@ def test_bad_records_are_dead_lettered_whole(tmp_path: Path) -> None:
     assert outcome.errors == [f"companyOverview record {SEQ + 1}: dead-lettered: {reason}"]
 
 
-def test_handler_entry_point_uses_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_handler_entry_point_refuses_to_index_into_a_file_under_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Without POLLEN_SEARCH_URL the Lambda function has nowhere durable to index: a configuration error, not an
+    embedded index in /tmp that Lambda throws away (the CLI keeps the embedded default)."""
     monkeypatch.setenv("POLLEN_HOME", str(tmp_path))
     monkeypatch.setenv("POLLEN_TABLE_PREFIX", "dev-")
+    monkeypatch.setenv("POLLEN_DEAD_LETTER_QUEUE_URL", "http://127.0.0.1:1/123456789012/dlq")
     monkeypatch.setattr(stream_sync, "_cached", None)
     record = lambda_record("INSERT", SEQ + 1, "dev-companyOverview", {"symbol": "AAPL"}, new=overview("AAPL", "Apple"))
-    assert stream_sync.handler({"Records": [record]}, None) == {"batchItemFailures": []}
+    with pytest.raises(ConfigError, match="POLLEN_SEARCH_URL"):
+        stream_sync.handler({"Records": [record]}, None)
     monkeypatch.setattr(stream_sync, "_cached", None)
-    index = EmbeddedSearchIndex.in_home(tmp_path)
-    assert index.get("companyOverview", "AAPL") is not None
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
-    assert {"DocumentsIndexed", "IteratorAge"} <= names
+    assert not list(tmp_path.rglob("*"))

@@ -113,7 +113,8 @@ def test_stream_event_source_mappings_follow_the_seed(template: dict[str, Any]) 
     events = _resources(template, "AWS::Serverless::Function")["StreamSyncFunction"]["Properties"]["Events"]
     streams = set()
     for event in events.values():
-        assert event["Type"] == "DynamoDB"
+        if event["Type"] == "Schedule":
+            continue
         props = event["Properties"]
         streams.add(props["Stream"]["Fn::GetAtt"][0])
         assert props["Stream"]["Fn::GetAtt"][1] == "StreamArn"
@@ -238,3 +239,29 @@ def test_lambda_requirements_match_the_lock() -> None:
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert lock.get(name) == version, f"{name}: {version} vs lock {lock.get(name)}"
+
+
+def test_an_empty_opensearch_endpoint_leaves_stream_sync_out(template: dict[str, Any]) -> None:
+    """Every resource of stream sync exists only with an endpoint: never a function indexing into /tmp."""
+    condition = template["Conditions"]["HasOpenSearch"]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OpenSearchEndpoint"}, ""]}]}
+    resources = template["Resources"]
+    for name in ("StreamSyncFunction", "StreamSyncRole", "StreamSyncLogGroup", "StreamSyncErrorsAlarm"):
+        assert resources[name].get("Condition") == "HasOpenSearch", name
+    unconditional = {n: r for n, r in resources.items() if r.get("Condition") != "HasOpenSearch"}
+    assert "StreamSyncFunction" not in repr({n: r for n, r in unconditional.items() if n != "Dashboard"}), (
+        "an unconditional resource refers to the stream-sync function"
+    )
+    dashboard = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert dashboard[1]["StreamSyncFunctionName"]["Fn::If"][0] == "HasOpenSearch"
+
+
+def test_tombstones_are_purged_on_a_schedule(template: dict[str, Any]) -> None:
+    import json
+
+    from pollen.handlers.stream_sync import PURGE_ACTION
+
+    events = template["Resources"]["StreamSyncFunction"]["Properties"]["Events"]
+    (purge,) = [e for e in events.values() if e["Type"] == "Schedule"]
+    assert json.loads(purge["Properties"]["Input"]) == {"action": PURGE_ACTION}
+    assert purge["Properties"]["Schedule"] == "rate(6 hours)"  # README, "Stream sync", gives this cadence

@@ -3,14 +3,17 @@
 One ``apply`` per table per batch (one ``_bulk`` on OpenSearch). Powertools' BatchProcessor marks the records the
 index did not take; the response then names only the *earliest* failed sequence number, so Lambda resumes the
 shard from there and no record after it is skipped (records after it that did apply are delivered again and
-their versions make that a no-op). Bad records are dead-lettered with the full record (SQS when
-POLLEN_DEAD_LETTER_QUEUE_URL is set, else the log), because the mapping's on-failure destination keeps only
-metadata.
+their versions make that a no-op). Bad records are dead-lettered with the full record to the SQS queue of
+POLLEN_DEAD_LETTER_QUEUE_URL (required here: the mapping's on-failure destination keeps only metadata, and /tmp does
+not survive); when even SQS refuses them, the invocation fails and the event source retries the batch.
+
+The same function purges old tombstones from the index when invoked with ``{"action": "purge-tombstones"}`` (an
+EventBridge schedule in template.yaml). Without POLLEN_SEARCH_URL it refuses to run (ConfigError): the embedded
+index is a file that Lambda throws away; the template leaves the function out when OpenSearchEndpoint is empty.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -19,43 +22,23 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from pollen.adapters.dynamodb.deadletters import STREAM_RECORD, SqsDeadLetters
 from pollen.adapters.search.factory import build_search_index
+from pollen.errors import ConfigError
 from pollen.observability import MetricsRecorder, StdoutSink, configure_logging, new_correlation_id
+from pollen.ports import DeadLetterSink
 from pollen.settings import Settings, load_settings
 from pollen.streams.records import table_from_arn
 from pollen.streams.sync import StreamSync
 
 log = logging.getLogger(__name__)
 
-#: SQS takes messages up to 256 KiB; a record with two 400 KB images can be bigger.
-_SQS_LIMIT = 250_000
+#: The event the purge schedule sends (template.yaml, PurgeTombstones): ``{"action": "purge-tombstones"}``.
+PURGE_ACTION = "purge-tombstones"
 
 
 class RecordNotApplied(Exception):
     """Marks a record the index did not take, for the batch processor."""
-
-
-class SqsDeadLetters:
-    """Full-record dead letters on an SQS queue; a record too big for SQS is logged whole instead."""
-
-    def __init__(self, client: Any, queue_url: str) -> None:
-        self.client = client
-        self.queue_url = queue_url
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        body = json.dumps({"table": table, "reason": reason[:500], "record": item}, default=str, sort_keys=True)
-        if len(body.encode()) > _SQS_LIMIT:
-            LogDeadLetters().put(table, item, reason)
-            body = json.dumps({"table": table, "reason": reason[:500], "record": None, "logged": True})
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
-
-
-class LogDeadLetters:
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        log.error(
-            "dead letter",
-            extra={"table": table, "reason": reason[:500], "record": json.loads(json.dumps(item, default=str))},
-        )
 
 
 def handle(event: Mapping[str, Any], sync: StreamSync, *, table_prefix: str) -> dict[str, Any]:
@@ -104,6 +87,13 @@ def earliest_failure_only(response: dict[str, Any]) -> dict[str, Any]:
 _cached: tuple[Settings, StreamSync, MetricsRecorder, Logger] | None = None
 
 
+def build_dead_letters(settings: Settings) -> DeadLetterSink:
+    """Stream records that cannot be indexed go to the dead-letter queue, never to a file under /tmp."""
+    if not settings.dead_letter_queue_url:
+        raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: stream sync in Lambda needs a dead-letter queue")
+    return SqsDeadLetters(settings.dead_letter_queue_url, region=settings.region, kind=STREAM_RECORD)
+
+
 def _build() -> tuple[Settings, StreamSync, MetricsRecorder, Logger]:
     """Built once per container (warm starts reuse the index connection and the logging setup)."""
     global _cached
@@ -113,14 +103,9 @@ def _build() -> tuple[Settings, StreamSync, MetricsRecorder, Logger]:
             level=settings.log_level or "INFO", secrets=settings.secret_values(), function="stream_sync"
         )
         metrics = MetricsRecorder(StdoutSink())
-        dead_letters: Any = LogDeadLetters()
-        if settings.dead_letter_queue_url:
-            from pollen.adapters.dynamodb.client import make_client
-
-            sqs = make_client("sqs", region=settings.region, max_attempts=3)
-            dead_letters = SqsDeadLetters(sqs, settings.dead_letter_queue_url)
-        index = build_search_index(settings, metrics)
-        _cached = (settings, StreamSync(index, metrics=metrics, dead_letters=dead_letters), metrics, logger)
+        index = build_search_index(settings, metrics, embedded_allowed=False)
+        sync = StreamSync(index, metrics=metrics, dead_letters=build_dead_letters(settings))
+        _cached = (settings, sync, metrics, logger)
     return _cached
 
 
@@ -128,6 +113,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, sync, metrics, logger = _build()
     logger.append_keys(correlation_id=getattr(context, "aws_request_id", None) or new_correlation_id())
     try:
+        if isinstance(event, Mapping) and event.get("action") == PURGE_ACTION:
+            purged = sync.index.purge_tombstones()
+            metrics.count("TombstonesPurged", purged)
+            log.info("tombstones purged", extra={"purged": purged})
+            return {"purged": purged}
         return handle(event, sync, table_prefix=settings.table_prefix)
     finally:
         metrics.flush()

@@ -15,6 +15,11 @@ Per-item outcomes of a ``_bulk`` response:
 - 429 and 5xx: sent again with exponential backoff, up to ``max_attempts``; then reported failed;
 - any other 4xx (400 mapping errors, ...): rejected, dead-lettered with the full record by the caller.
 
+Requests are signed with SigV4 through opensearch-py's own signer (``Urllib3AWSV4SignerAuth`` on its default
+urllib3 connection), with the boto3 session's credentials (frozen per request, so rotated Lambda credentials are
+picked up), the region and service ``es`` (a domain) or ``aoss`` (a serverless collection, recognised by its host
+``*.aoss.amazonaws.com`` or named explicitly). Unsigned requests only when asked for (``signed=False``).
+
 Documents are ``{"doc": <item as JSON>, "pollen": {"version", "deleted", "sequence_number", "table",
 "updated_at"}}`` (``updated_at`` in epoch milliseconds); index names are the physical table names lowercased (OpenSearch index names must be lowercase).
 """
@@ -25,8 +30,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from pollen.adapters.search.base import TOMBSTONE_RETENTION_S, ApplyResult, SearchHit
+from pollen.errors import ConfigError
 from pollen.observability import MetricsRecorder
 from pollen.streams.records import Change
 from pollen.tables import STREAMED_TABLES
@@ -49,6 +56,12 @@ ctx._source.pollen = ['version': params.version, 'deleted': params.deleted,
 """.strip()
 
 RETRYABLE_STATUSES = frozenset({409, 429})
+
+
+def signing_service(url: str) -> str:
+    """``aoss`` for an OpenSearch Serverless collection endpoint, else ``es`` (a managed domain)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return "aoss" if host.endswith(".aoss.amazonaws.com") else "es"
 
 
 def _retryable(status: int) -> bool:
@@ -82,10 +95,40 @@ class OpenSearchIndex:
         self.clock = clock
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> OpenSearchIndex:
-        from opensearchpy import OpenSearch
+    def from_url(
+        cls,
+        url: str,
+        *,
+        region: str = "us-east-1",
+        signed: bool = True,
+        service: str | None = None,
+        credentials: Any = None,
+        **options: Any,
+    ) -> OpenSearchIndex:
+        """A client for ``url``, SigV4-signed unless ``signed`` is False; ``credentials`` default to the boto3
+        session's (the Lambda role's, refreshed by botocore)."""
+        from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth, Urllib3HttpConnection
 
-        client = OpenSearch(hosts=[url], http_compress=True, timeout=30, max_retries=0)
+        auth = None
+        if signed:
+            if credentials is None:
+                import boto3
+
+                credentials = boto3.Session(region_name=region).get_credentials()
+            if credentials is None:
+                raise ConfigError(
+                    "no AWS credentials to sign OpenSearch requests with "
+                    "(set POLLEN_SEARCH_AUTH=none for a local OpenSearch without authentication)"
+                )
+            auth = Urllib3AWSV4SignerAuth(credentials, region, service or signing_service(url))
+        client = OpenSearch(
+            hosts=[url],
+            http_auth=auth,
+            connection_class=Urllib3HttpConnection,
+            http_compress=True,
+            timeout=30,
+            max_retries=0,
+        )
         return cls(client, **options)
 
     def index_name(self, table: str) -> str:
