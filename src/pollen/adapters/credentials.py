@@ -69,8 +69,11 @@ def secrets_provider(region: str, endpoint_url: str | None = None) -> Any:
         return provider
 
 
-def resolve_credentials(settings: Settings, *, provider: Any | None = None) -> Credentials:
-    """The credentials to use, from the secret named by ``settings.secret_id`` if any, else from the settings."""
+def resolve_credentials(settings: Settings, *, provider: Any | None = None, force_fetch: bool = False) -> Credentials:
+    """The credentials to use, from the secret named by ``settings.secret_id`` if any, else from the settings.
+
+    The secret comes from Powertools' cache while younger than SECRET_MAX_AGE_S; ``force_fetch`` reads it from
+    Secrets Manager at once (after the upstream API refused the cached key: it may have been rotated)."""
     plain = {
         "ALPACA_API_KEY_ID": settings.alpaca_key_id,
         "ALPACA_API_SECRET_KEY": settings.alpaca_secret_key,
@@ -79,7 +82,9 @@ def resolve_credentials(settings: Settings, *, provider: Any | None = None) -> C
     source = "environment"
     if settings.secret_id:
         secret = fetch_secret(
-            settings.secret_id, provider or secrets_provider(settings.region, settings.secrets_endpoint)
+            settings.secret_id,
+            provider or secrets_provider(settings.region, settings.secrets_endpoint),
+            force_fetch=force_fetch,
         )
         for key in SECRET_KEYS:
             value = secret.get(key)
@@ -94,13 +99,13 @@ def resolve_credentials(settings: Settings, *, provider: Any | None = None) -> C
     )
 
 
-def fetch_secret(secret_id: str, provider: Any) -> dict[str, Any]:
-    """The secret as a JSON object (cached by Powertools for SECRET_MAX_AGE_S)."""
+def fetch_secret(secret_id: str, provider: Any, *, force_fetch: bool = False) -> dict[str, Any]:
+    """The secret as a JSON object (cached by Powertools for SECRET_MAX_AGE_S, unless ``force_fetch``)."""
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
     _guard_botocore_logs()
     try:
-        value = provider.get(secret_id, max_age=SECRET_MAX_AGE_S)
+        value = provider.get(secret_id, max_age=SECRET_MAX_AGE_S, force_fetch=force_fetch)
     except GetParameterError as exc:
         raise _translate(secret_id, exc.__context__) from None
     except TransformParameterError:
@@ -133,3 +138,20 @@ def _translate(secret_id: str, cause: BaseException | None) -> PollenError:
     if isinstance(cause, NoCredentialsError):
         return ConfigError("no AWS credentials to read the secret named by POLLEN_SECRET_ID")
     return ServiceUnavailable(f"secret {secret_id!r} could not be read ({type(cause).__name__})")
+
+
+class CredentialSource:
+    """The credentials of a long-lived process (a warm Lambda container): every ``current()`` goes through
+    Powertools' cache, so a rotated secret is read again once the cache is SECRET_MAX_AGE_S old; ``refresh()`` reads
+    it at once. Without POLLEN_SECRET_ID the credentials come from the environment and never change."""
+
+    def __init__(self, settings: Settings, *, provider: Any | None = None) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.rotates = bool(settings.secret_id)
+
+    def current(self) -> Credentials:
+        return resolve_credentials(self.settings, provider=self.provider)
+
+    def refresh(self) -> Credentials:
+        return resolve_credentials(self.settings, provider=self.provider, force_fetch=self.rotates)
