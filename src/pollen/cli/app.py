@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pollen.cli import data, stream, sync, tables
+from pollen.cli import data, deadletters, stream, sync, tables
 from pollen.cli import runtime as rt
 from pollen.cli.check import check
 from pollen.cli.demo import demo
@@ -62,6 +62,7 @@ app.command("local")(local)
 app.command("demo")(demo)
 app.command("load")(data.load)
 app.command("export")(data.export)
+app.add_typer(deadletters.app, name="dead-letters")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pollen.adapters.dynamodb.codec import CodecError, dumps_plain
+from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.errors import translate
 from pollen.errors import TransientError
 
@@ -261,3 +261,80 @@ class SqsDeadLetters:
         if failed:
             log.error("SQS refused dead letters", extra={"table": table, "count": len(failed)})
         return failed, permanent and bool(failed)
+
+
+@dataclass
+class QueuedDeadLetter:
+    """One dead letter received from the queue."""
+
+    table: str
+    kind: str
+    reason: str
+    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
+    receipt: str
+
+
+class SqsDeadLetterReader:
+    """Reads what :class:`SqsDeadLetters` wrote (bodies decoded, numbers exact) and deletes what was replayed."""
+
+    def __init__(
+        self, queue_url: str, *, client: Any = None, region: str = "us-east-1", endpoint_url: str | None = None
+    ) -> None:
+        if client is None:
+            from pollen.adapters.dynamodb.client import make_client
+
+            client = make_client("sqs", region=region, endpoint_url=endpoint_url, max_attempts=3)
+        self.queue_url = queue_url
+        self.client = client
+
+    def _call(self, action: str, **request: Any) -> Any:
+        try:
+            return getattr(self.client, action)(QueueUrl=self.queue_url, **request)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, action=action) from exc
+
+    def waiting(self) -> int:
+        """About how many messages the queue holds now (SQS's approximate count)."""
+        response = self._call("get_queue_attributes", AttributeNames=["ApproximateNumberOfMessages"])
+        return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
+    def receive(self, limit: int = 10, *, visibility_s: int = 300) -> tuple[list[QueuedDeadLetter], list[str]]:
+        """Up to ``limit`` (<= 10) dead letters, and one error line per message that could not be decoded (those
+        stay on the queue)."""
+        response = self._call(
+            "receive_message",
+            MaxNumberOfMessages=max(1, min(10, limit)),
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=visibility_s,
+            WaitTimeSeconds=0,
+        )
+        letters: list[QueuedDeadLetter] = []
+        errors: list[str] = []
+        for message in response.get("Messages", []):
+            attributes = {k: str(v.get("StringValue", "")) for k, v in message.get("MessageAttributes", {}).items()}
+            body = str(message.get("Body", ""))
+            try:
+                if attributes.get("encoding") == GZIP_BASE64:
+                    body = gzip.decompress(base64.b64decode(body)).decode("utf-8")
+                document = loads_plain(body)
+            except (ValueError, OSError, CodecError) as exc:
+                errors.append(f"message {message.get('MessageId', '?')}: not a dead letter ({str(exc)[:80]})")
+                continue
+            letters.append(
+                QueuedDeadLetter(
+                    table=attributes.get("table", ""),
+                    kind=attributes.get("kind", ITEM),
+                    reason=attributes.get("reason", ""),
+                    document=document,
+                    receipt=str(message["ReceiptHandle"]),
+                )
+            )
+        return letters, errors
+
+    def delete(self, letters: Iterable[QueuedDeadLetter]) -> None:
+        pending = [letter.receipt for letter in letters]
+        for start in range(0, len(pending), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(pending[start : start + 10])]
+            response = self._call("delete_message_batch", Entries=entries)
+            if response.get("Failed"):
+                log.warning("replayed dead letters not deleted", extra={"count": len(response["Failed"])})

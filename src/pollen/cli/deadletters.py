@@ -1,0 +1,56 @@
+"""`pollen dead-letters replay`: drain the SQS dead-letter queue of a deployment back into its tables and index."""
+
+from __future__ import annotations
+
+import typer
+
+from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetterReader
+from pollen.adapters.dynamodb.store import build_store
+from pollen.adapters.search.factory import build_search_index
+from pollen.cli import runtime as rt
+from pollen.deadline import Deadline
+from pollen.errors import ConfigError
+from pollen.jobs.replay import replay_dead_letters
+from pollen.report import Stopwatch
+from pollen.streams.sync import JsonlDeadLetters as StreamDeadLetters
+from pollen.streams.sync import StreamSync
+
+app = typer.Typer(help="Dead letters the Lambda functions left on the SQS dead-letter queue.", no_args_is_help=True)
+
+
+@app.command("replay")
+def replay(
+    ctx: typer.Context,
+    queue_url: str | None = typer.Option(
+        None, "--queue-url", help="The dead-letter queue (POLLEN_DEAD_LETTER_QUEUE_URL; the stack's output)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Replay at most this many messages."),
+    deadline_s: float | None = typer.Option(None, "--deadline", help="Stop after this many seconds."),
+    json_output: bool = rt.JSON_OPTION,
+) -> None:
+    """Write dead-lettered items back into their tables and stream records into the search index, deleting each
+    message once handled. What fails again goes to the local dead-letter files under POLLEN_HOME (not back to the
+    queue); stream records the index does not take stay on the queue."""
+    runtime = rt.start(ctx, json_output)
+
+    def action() -> None:
+        watch = Stopwatch()
+        settings = runtime.settings
+        url = queue_url or settings.dead_letter_queue_url
+        if not url:
+            raise ConfigError("no dead-letter queue: pass --queue-url or set POLLEN_DEAD_LETTER_QUEUE_URL")
+        queue = SqsDeadLetterReader(url, region=settings.region)
+        local = JsonlDeadLetters(settings.home / "dead-letters")
+        index = build_search_index(settings, runtime.metrics)
+        sync = StreamSync(index, metrics=runtime.metrics, dead_letters=StreamDeadLetters.in_home(settings.home))
+        try:
+            with build_store(settings, runtime.metrics, dead_letters=local) as store:
+                report = replay_dead_letters(queue, store, sync=sync, limit=limit, deadline=Deadline.after(deadline_s))
+        finally:
+            index.close()
+        for path in local.files():
+            report.add_error(f"failed again, kept in {path}")
+        report.duration_s = watch.elapsed_s
+        rt.finish(runtime, report)
+
+    rt.run(runtime, action)
