@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.dynamodb.client import make_client
 from pollen.handlers import pollenate, sync_assets, sync_earnings
 from pollen.local.simulator.server import SimulatorProcess
 from tests.conftest import run_pollen
@@ -47,10 +48,14 @@ def worlds(endpoint: str, simulator: SimulatorProcess, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
-def lambda_env(worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch) -> World:
+def lambda_env(worlds: tuple[World, World], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> World:
     world = worlds[0]
     for key, value in world.environment.items():
         monkeypatch.setenv(key, value)
+    # In Lambda the dead letters must have a durable place: the stack's queue, never /tmp.
+    queue = make_client("sqs", endpoint_url=endpoint).create_queue(QueueName=f"{world.settings.table_prefix}dlq")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
+    monkeypatch.setenv("POLLEN_DEAD_LETTER_QUEUE_URL", queue["QueueUrl"])
     for module in (sync_assets, sync_earnings, pollenate):
         module.STATE.reset()
         monkeypatch.setattr(module, "clock", world.clock)
