@@ -16,6 +16,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import AuthorizationException
 
 from pollen.adapters.dynamodb.client import make_client
+from pollen.adapters.dynamodb.deadletters import DeadLettersLost
 from pollen.adapters.search.factory import build_search_index
 from pollen.adapters.search.opensearch import OpenSearchIndex, signing_service
 from pollen.errors import ConfigError
@@ -193,3 +194,12 @@ def test_stream_sync_in_lambda_refuses_the_embedded_index(
     with pytest.raises(ConfigError, match="POLLEN_SEARCH_URL"):
         stream_sync.handler({"Records": [record]}, None)
     assert not list(Path(load_settings().home).rglob("*.sqlite*"))
+
+
+def test_a_dead_letter_sqs_does_not_take_fails_the_invocation(
+    lambda_env: dict[str, Any], endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLLEN_DEAD_LETTER_QUEUE_URL", f"{endpoint}/123456789012/{lambda_env['prefix']}gone")
+    bad = lambda_record("INSERT", SEQ + 2, f"{lambda_env['prefix']}companyOverview", {"symbol": "BAD"})
+    with pytest.raises(DeadLettersLost):  # Lambda retries the batch rather than losing the record
+        stream_sync.handler({"Records": [bad]}, None)
