@@ -10,6 +10,7 @@ credentials (AuthError: Alpaca's 401/403, Alpha Vantage's invalid-key message) r
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
@@ -37,16 +38,21 @@ class RotatingClient(Generic[C]):
         self.metrics = metrics
         self._held: Credentials | None = None
         self._client: C | None = None
+        self._lock = threading.Lock()  # jobs may call from worker threads; one rebuild at a time
 
     def client(self) -> C:
         return self._use(self.credentials.current())
 
     def _use(self, credentials: Credentials) -> C:
+        with self._lock:
+            return self._use_locked(credentials)
+
+    def _use_locked(self, credentials: Credentials) -> C:
         if self._client is None or credentials != self._held:
             if self._client is not None:
                 log.info("upstream credentials changed: client rebuilt", extra={"source": credentials.source})
                 self.metrics.count("CredentialsRotated", 1)
-                self._client.close()
+                # The old client is not closed here: another thread may still be in a call on it; it is dropped.
             register_secrets(credentials.values())
             self._client, self._held = self.build(credentials), credentials
         return self._client
