@@ -292,6 +292,11 @@ class StackResources:
 # ---------------------------------------------------------------------------------------------------- containers
 
 
+def artifact_size(path: Path) -> int:
+    """Bytes of every file under path (what Lambda counts as the unzipped size)."""
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def _snapshot(paths: list[Path]) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     for root in paths:
@@ -358,6 +363,8 @@ class LambdaContainer:
         self._responses: Any = None
         self._before: dict[str, tuple[int, int]] = {}
         self.import_s: float | None = None
+        #: Top-level packages in sys.modules once the handler module is imported (the cold start).
+        self.imported_packages: set[str] = set()
 
     def start(self) -> LambdaContainer:
         self._before = _snapshot([self.task_root, *[p.parent for p in self.layers]])
@@ -380,6 +387,7 @@ class LambdaContainer:
         if "init_error" in ready:
             raise RuntimeError(f"{self.logical} failed to initialise: {ready['trace']}\n{self.output()}")
         self.import_s = float(ready["import_s"])
+        self.imported_packages = set(ready["packages"])
         return self
 
     def _read(self) -> dict[str, Any]:

@@ -44,7 +44,9 @@ def main() -> int:
     except Exception as exc:  # an init error, reported like Lambda's Runtime.ImportModuleError
         out.write(json.dumps({"init_error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}) + "\n")
         return 1
-    out.write(json.dumps({"ready": True, "import_s": time.perf_counter() - started}) + "\n")
+    import_s = time.perf_counter() - started
+    packages = sorted({name.partition(".")[0] for name in sys.modules})
+    out.write(json.dumps({"ready": True, "import_s": import_s, "packages": packages}) + "\n")
     timeout_s = float(os.environ["POLLEN_HARNESS_TIMEOUT_S"])
     for line in sys.stdin:
         request = json.loads(line)
