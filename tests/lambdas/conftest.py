@@ -13,8 +13,6 @@ from pollen.local.simulator.server import SimulatorProcess
 from pollen.local.stack import MotoServer
 from tests.lambdas import harness
 
-pytestmark = pytest.mark.aws_lambda
-
 
 @pytest.fixture(scope="session")
 def lambda_tools() -> tuple[str, str]:

@@ -11,7 +11,7 @@ import pytest
 from tests.lambdas import harness
 from tests.lambdas.harness import LambdaContainer
 
-pytestmark = pytest.mark.aws_lambda
+pytestmark = [pytest.mark.aws_lambda, pytest.mark.timeout(1800)]
 
 FUNCTIONS = (
     "SyncAssetsFunction",
