@@ -4,6 +4,9 @@
   disk by the hash of its inputs and shared between test processes through a file lock.
 - :class:`StackResources`: the stack's tables, queues and secret, created on moto's server *from template.yaml*, and
   the template's references (``!Ref``, ``!Sub``, ``!GetAtt``) resolved to them.
+  Scenarios read outcomes back with :meth:`StackResources.scan` and :meth:`StackResources.receive_all` (dead-letter
+  queues too), and can change the secret between warm invocations (``put_secret_value`` on ``refs["ApiKeysSecret"]``,
+  with the simulator's ``configure`` refusing the old keys).
 - :class:`LambdaContainer`: one function's container: python3.13 with only boto3 installed, the artifact (and its
   layers) on the path, the function's environment from the template, a private ``/tmp``, and ``runner.py`` serving
   warm invocations over stdin and a response pipe.
@@ -268,6 +271,26 @@ class StackResources:
             logical, attribute = expression.split(".", 1)
             return self.attributes[(logical, attribute)]
         return self._ref(expression)
+
+    # ---- reading outcomes back (tables, queues: dead letters included)
+
+    def scan(self, logical: str) -> list[dict[str, Any]]:
+        """Every item of a table of the template, by its logical id."""
+        paginator = self.client("dynamodb").get_paginator("scan")
+        return [item for page in paginator.paginate(TableName=self.refs[logical]) for item in page["Items"]]
+
+    def receive_all(self, logical: str) -> list[dict[str, Any]]:
+        """Every visible message of a queue of the template (PollenateQueue, WriteDeadLetterQueue, ...), received
+        with a long visibility timeout so that each comes once."""
+        sqs = self.client("sqs")
+        messages: list[dict[str, Any]] = []
+        while True:
+            page = sqs.receive_message(
+                QueueUrl=self.refs[logical], MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=600
+            ).get("Messages", [])
+            if not page:
+                return messages
+            messages += page
 
     # ---- functions
 

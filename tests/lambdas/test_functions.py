@@ -7,7 +7,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -27,35 +26,16 @@ def assert_no_secret(box: LambdaContainer, secret_value: dict[str, str]) -> None
     assert not leaked, f"{box.logical} printed {leaked}"
 
 
-def scan_all(aws: StackResources, table: str) -> list[dict[str, Any]]:
-    paginator = aws.client("dynamodb").get_paginator("scan")
-    return [item for page in paginator.paginate(TableName=table) for item in page["Items"]]
-
-
-def receive_all(aws: StackResources, queue: str) -> list[dict[str, Any]]:
-    sqs = aws.client("sqs")
-    messages: list[dict[str, Any]] = []
-    while True:
-        page = sqs.receive_message(
-            QueueUrl=aws.refs[queue], MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=600
-        ).get("Messages", [])
-        if not page:
-            return messages
-        messages += page
-
-
 def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
     container: Start, aws: StackResources, secret_value: dict[str, str]
 ) -> None:
-    assets_table = aws.refs["AssetsTable"]
-
     # SyncAssets: the daily EventBridge schedule, twice in one warm container (the second run writes nothing).
     sync_assets = container("SyncAssetsFunction")
     first = sync_assets.result(harness.scheduled_event("sync-assets-daily"))
     assert first["ok"] and first["written"] > 100, first
     again = sync_assets.result(harness.scheduled_event("sync-assets-daily"))
     assert again["ok"] and again["written"] == 0 and again["unchanged"] == first["written"], again
-    assert len(scan_all(aws, assets_table)) == first["written"]
+    assert len(aws.scan("AssetsTable")) == first["written"]
     assert_no_secret(sync_assets, secret_value)
 
     # SyncEarningsCalendar: its schedule passes no horizon (the default applies), twice.
@@ -63,7 +43,7 @@ def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
     calendar = sync_earnings.result(harness.scheduled_event("sync-earnings-daily"))
     assert calendar["ok"] and calendar["written"] > 0, calendar
     assert sync_earnings.result(harness.scheduled_event("sync-earnings-daily"))["written"] == 0
-    assert len(scan_all(aws, aws.refs["EarningsCalendarTable"])) == calendar["written"]
+    assert len(aws.scan("EarningsCalendarTable")) == calendar["written"]
     assert_no_secret(sync_earnings, secret_value)
 
     # The scheduler enqueues PollenateBatchPerRun symbols per run (the template's parameter, through its variable).
@@ -71,14 +51,14 @@ def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
     schedule = container("SchedulePollenationFunction")
     assert schedule.result(harness.scheduled_event("schedule-pollenation"))["enqueued"] == batch
     assert schedule.result(harness.scheduled_event("schedule-pollenation"))["enqueued"] == batch
-    messages = receive_all(aws, "PollenateQueue")
+    messages = aws.receive_all("PollenateQueue")
     assert len(messages) == 2 * batch
     symbols = {json.loads(m["Body"])["symbol"] for m in messages}
 
     # PollenateAsset: SQS batches of one (the mapping's BatchSize) from the queue the scheduler filled, then a
     # direct invocation; messages it processed are deleted, as the event source mapping does.
     def pollenation_dates() -> dict[str, str]:
-        return {item["symbol"]["S"]: item["lastPollenationDate"]["S"] for item in scan_all(aws, assets_table)}
+        return {item["symbol"]["S"]: item["lastPollenationDate"]["S"] for item in aws.scan("AssetsTable")}
 
     before = pollenation_dates()
     pollenate = container("PollenateFunction")
@@ -91,7 +71,7 @@ def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
     direct_symbol = sorted(symbols - {json.loads(m["Body"])["symbol"] for m in messages[:3]})[0]
     direct = pollenate.result({"symbol": direct_symbol})
     assert direct["ok"], direct
-    overviews = {item["symbol"]["S"] for item in scan_all(aws, aws.refs["CompanyOverviewTable"])}
+    overviews = {item["symbol"]["S"] for item in aws.scan("CompanyOverviewTable")}
     pollenated = {json.loads(m["Body"])["symbol"] for m in messages[:3]} | {direct_symbol}
     after = pollenation_dates()
     assert {symbol for symbol in pollenated if after[symbol] != before[symbol]} == pollenated  # sort key moved
@@ -110,7 +90,7 @@ def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
         for start in range(0, len(records), size):
             response = stream_sync.result({"Records": records[start : start + size]})
             assert response == {"batchItemFailures": []}, response
-        expected[aws.refs[stream_logical]] = len(scan_all(aws, aws.refs[stream_logical]))
+        expected[aws.refs[stream_logical]] = len(aws.scan(stream_logical))
     assert_no_secret(stream_sync, secret_value)
     # Documents in the index the function wrote under its /tmp (the seam: an OpenSearch stand-in's own count).
     with contextlib.closing(sqlite3.connect(stream_sync.tmp / "pollen" / INDEX_FILE)) as db:
