@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     stream_window_s: float = Field(5.0, ge=0, validation_alias=AliasChoices("POLLEN_STREAM_WINDOW_S"))
 
     pollenate_queue_url: Url | None = Field(None, validation_alias=AliasChoices("POLLEN_POLLENATE_QUEUE_URL"))
+    #: How many due symbols the schedule function enqueues per run when its event names no count.
+    pollenate_batch: int = Field(20, ge=1, le=1000, validation_alias=AliasChoices("POLLEN_POLLENATE_BATCH"))
     dead_letter_queue_url: Url | None = Field(None, validation_alias=AliasChoices("POLLEN_DEAD_LETTER_QUEUE_URL"))
 
     def secret_values(self) -> list[str]:

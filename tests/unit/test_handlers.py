@@ -205,6 +205,17 @@ def test_schedule_enqueues_the_most_due_and_the_pollenate_handler_consumes_them(
         call(schedule_pollenation, {"count": 0})
 
 
+def test_schedule_enqueues_the_template_batch_on_a_scheduled_event(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The template's PollenateBatchPerRun reaches the scheduler as POLLEN_POLLENATE_BATCH; the event has no count."""
+    call(sync_assets, scheduled_event())
+    monkeypatch.setenv("POLLEN_POLLENATE_BATCH", "2")
+    report = call(schedule_pollenation, scheduled_event())
+    assert report["enqueued"] == 2
+    assert [m["symbol"] for m in world.queue.messages] == ["IBM", "MSFT"]
+
+
 def test_auth_errors_are_counted_and_raised(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.assets.volume_error = AuthError("Alpaca refused the credentials")
     with pytest.raises(AuthError):

@@ -6,6 +6,7 @@ import importlib
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,14 +234,6 @@ def test_secret_has_no_value_in_the_template(template: dict[str, Any]) -> None:
     assert "GenerateSecretString" not in secret["Properties"]
 
 
-def test_lambda_requirements_match_the_lock() -> None:
-    lock = dict(re.findall(r"^([a-z0-9_.-]+)==([^\s\\]+)", (ROOT / "requirements/lock.txt").read_text(), re.M))
-    for line in (ROOT / "src/requirements.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert lock.get(name) == version, f"{name}: {version} vs lock {lock.get(name)}"
-
-
 def test_an_empty_opensearch_endpoint_leaves_stream_sync_out(template: dict[str, Any]) -> None:
     """Every resource of stream sync exists only with an endpoint: never a function indexing into /tmp."""
     condition = template["Conditions"]["HasOpenSearch"]
@@ -265,3 +258,66 @@ def test_tombstones_are_purged_on_a_schedule(template: dict[str, Any]) -> None:
     (purge,) = [e for e in events.values() if e["Type"] == "Schedule"]
     assert json.loads(purge["Properties"]["Input"]) == {"action": PURGE_ACTION}
     assert purge["Properties"]["Schedule"] == "rate(6 hours)"  # README, "Stream sync", gives this cadence
+
+
+def _references(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(name, where) for every !Ref and ${name} in !Sub below value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref" and isinstance(item, str):
+                yield item, path
+            elif key == "Fn::Sub" and isinstance(item, str):
+                for name in re.findall(r"\$\{([^}.!]+)\}", item):
+                    yield name, path
+            else:
+                yield from _references(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item, path)
+
+
+def _settings_fields_read_by_code() -> dict[str, str]:
+    """Environment variable -> Settings field, for the fields some code outside settings.py reads."""
+    from pollen.settings import Settings
+
+    source = "\n".join(p.read_text() for p in (ROOT / "src" / "pollen").rglob("*.py") if p.name != "settings.py")
+    read: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        aliases = getattr(field.validation_alias, "choices", [])
+        if re.search(rf"\.{name}\b", source):
+            read |= {str(alias): name for alias in aliases}
+    return read
+
+
+#: Variables the template sets that Powertools reads itself.
+LIBRARY_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+
+
+def test_every_environment_variable_the_template_sets_is_read_by_the_code(template: dict[str, Any]) -> None:
+    read = _settings_fields_read_by_code()
+    functions = _resources(template, "AWS::Serverless::Function").values()
+    variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for function in functions:
+        variables |= set(function["Properties"].get("Environment", {}).get("Variables", {}))
+    unread = sorted(variables - set(read) - LIBRARY_VARIABLES)
+    assert not unread, f"the template sets variables no code reads: {unread}"
+
+
+def test_every_parameter_has_an_effect(template: dict[str, Any]) -> None:
+    """Each parameter either sets a variable that code reads (through a Settings field) or a resource property."""
+    read = _settings_fields_read_by_code()
+    effects: dict[str, list[str]] = {name: [] for name in template["Parameters"]}
+    sections = {"Globals": template["Globals"], "Resources": template["Resources"], "Conditions": {}}
+    for section, body in sections.items():
+        for name, where in _references(body, (section,)):
+            if name not in effects:
+                continue
+            if "Variables" in where:
+                variable = where[where.index("Variables") + 1]
+                if variable in read:
+                    effects[name].append(f"{variable} -> Settings.{read[variable]}")
+            else:
+                effects[name].append("/".join(where))
+    without = sorted(name for name, found in effects.items() if not found)
+    assert not without, f"parameters with no effect: {without}"
+    assert any("Settings.pollenate_batch" in e for e in effects["PollenateBatchPerRun"])

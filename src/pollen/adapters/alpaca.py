@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
-import requests
 from pydantic import SecretStr
 
 from pollen.adapters.http import Backoff, error_for_status
@@ -37,16 +36,19 @@ _STOCK_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 T = TypeVar("T")
 
 
-class _TimeoutSession(requests.Session):
-    """alpaca-py sends its requests without a timeout; give every request one."""
+def _timeout_session(timeout_s: float) -> Any:
+    """A requests session that gives every request a timeout (alpaca-py sends its requests without one).
 
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__()
-        self.timeout_s = timeout_s
+    requests is imported here, with alpaca-py: only the function that calls Alpaca carries them.
+    """
+    import requests
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override,unused-ignore]
-        kwargs.setdefault("timeout", self.timeout_s)
-        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type,unused-ignore]
+    class TimeoutSession(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override,unused-ignore]
+            kwargs.setdefault("timeout", timeout_s)
+            return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type,unused-ignore]
+
+    return TimeoutSession()
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -106,7 +108,7 @@ class AlpacaClient:
             key_id, secret = self._credentials()
             client = TradingClient(key_id, secret, raw_data=True, url_override=self.base_url)
             client._retry = 0  # no blind 3-second sleeps on 429: we honour the server's headers ourselves
-            client._session = _TimeoutSession(self.timeout_s)
+            client._session = _timeout_session(self.timeout_s)
             self._trading = client
         return self._trading
 
@@ -210,6 +212,7 @@ class AlpacaClient:
                 self._sleep(wait)
 
     def _translate(self, exc: Exception) -> PollenError:
+        import requests
         from alpaca.common.exceptions import APIError
 
         if isinstance(exc, APIError):

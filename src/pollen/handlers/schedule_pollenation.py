@@ -1,5 +1,6 @@
-"""Lambda: enqueue the N most due symbols (``{"count": N}``, 20 by default) to the pollenation queue
-(``POLLEN_POLLENATE_QUEUE_URL``), on an EventBridge schedule."""
+"""Lambda: enqueue the N most due symbols to the pollenation queue (``POLLEN_POLLENATE_QUEUE_URL``), on an
+EventBridge schedule. N is the event's ``count`` if it has one, else ``POLLEN_POLLENATE_BATCH`` (the template's
+``PollenateBatchPerRun``; 20 when unset)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pollen.settings import Settings
 
 STATE = HandlerState("SchedulePollenation")
 clock = utc_now
-DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 
 
@@ -27,8 +27,8 @@ def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependen
     return Dependencies(store=wiring.build_store(settings, metrics, durable_dead_letters=True), queue=queue)
 
 
-def count_of(event: Any) -> int:
-    value = event.get("count", DEFAULT_COUNT) if isinstance(event, dict) else DEFAULT_COUNT
+def count_of(event: Any, default: int) -> int:
+    value = event.get("count", default) if isinstance(event, dict) else default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
         raise ConfigError(f"count must be an integer from 1 to {MAX_COUNT}, not {value!r:.40}")
     return value
@@ -36,6 +36,6 @@ def count_of(event: Any) -> int:
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with STATE.invocation(context, build_dependencies) as run:
-        count = count_of(event)
+        count = count_of(event, run.settings.pollenate_batch)
         report = enqueue_due(run.dependencies.store, run.dependencies.queue, count, metrics=run.metrics, clock=clock)
         return result(report)
