@@ -14,7 +14,7 @@ it, so the number of digits the clock gives shows), and the response headers tha
 
 Both servers run with ``PYTHONHASHSEED=0``: moto keeps some sets in Python sets, whose order follows the hash seed.
 
-``POLLEN_MOTOPATCH_OPERATIONS`` sets the operations per seed (default 250).
+``POLLEN_MOTOPATCH_OPERATIONS`` sets the operations per seed (default 200).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ pytestmark = [
     ),
 ]
 
-OPERATIONS_PER_SEED = int(os.environ.get("POLLEN_MOTOPATCH_OPERATIONS", "250"))
+OPERATIONS_PER_SEED = int(os.environ.get("POLLEN_MOTOPATCH_OPERATIONS", "200"))
 SEEDS = (1, 2, 3)
 
 AUTHORIZATION = (

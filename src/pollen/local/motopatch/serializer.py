@@ -16,7 +16,8 @@ under both names it tries), serializes a string as itself, a blob as ``base64(va
 first), a boolean as itself, a list element by element and a map key by key in insertion order: the same as the
 direct pass. ``AttributeValue`` and the maps of it carry no serialized-name override, and DynamoDB's handler
 registers no response transformers, which is what the skipped picker would consult. Any value outside that form
-(``None``, numbers as Python ints, an unknown tag) makes the direct pass give up and moto's walk serialize it.
+(``None``, numbers as Python ints, an unknown tag, an empty map key, which moto's walk mistakes for the top level)
+makes the direct pass give up and moto's walk serialize it.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def encode_attribute_map(value: object) -> Any:
         return _GIVE_UP
     encoded_map = {}
     for name, attribute in value.items():
+        if not name:
+            return _GIVE_UP  # moto's walk treats an empty name as "no key" and merges the value into the map
         encoded = encode_attribute_value(attribute)
         if encoded is _GIVE_UP:
             return _GIVE_UP
