@@ -174,15 +174,17 @@ main()
 """
 
 
-def demo_seconds(variant: str) -> float:
+def demo_seconds(variant: str) -> tuple[float, str]:
+    """Seconds ``pollen demo`` took on its own stack, and how it ended ("ok" or pollen's last error line)."""
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", DEMO_SCRIPT, variant], capture_output=True, text=True, check=False, timeout=1800
     )
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
-        raise RuntimeError(f"pollen demo ({variant}) failed: {completed.stderr[-2000:]}")
-    return elapsed
+        lines = completed.stderr.strip().splitlines() or ["no output"]
+        return elapsed, f"failed: {lines[-1][:120]}"
+    return elapsed, "ok"
 
 
 def main() -> str:
@@ -211,7 +213,7 @@ def main() -> str:
     demo = None
     if RUN_DEMO:
         demo = (demo_seconds("stock"), demo_seconds("patched"))
-        print(f"  pollen demo: stock {demo[0]:.1f}s patched {demo[1]:.1f}s", file=sys.stderr)
+        print(f"  pollen demo: stock {demo[0]} patched {demo[1]}", file=sys.stderr)
 
     lines = [
         "## Embedded server: pollen's DynamoDB speed-ups vs stock moto 5.2.5",
@@ -233,10 +235,19 @@ def main() -> str:
     for name, stock_s, patched_s, seen in rows:
         lines.append(f"| {name} | {stock_s:.3f} | {patched_s:.4f} | {seen:,} | {stock_s / patched_s:,.0f}x |")
     if demo is not None:
+        (stock_demo_s, stock_end), (patched_demo_s, patched_end) = demo
+        ratio = f"{stock_demo_s / patched_demo_s:.1f}x" if stock_end == patched_end == "ok" else "-"
         lines.append(
-            f"| `pollen demo` (default market, own stack) | {demo[0]:.1f} | {demo[1]:.1f} | - "
-            f"| {demo[0] / demo[1]:.1f}x |"
+            f"| `pollen demo` (default market, own stack) | {stock_demo_s:.1f} ({stock_end}) "
+            f"| {patched_demo_s:.1f} ({patched_end}) | - | {ratio} |"
         )
+    lines += [
+        "",
+        "What is left on the patched server (cProfile of a 2,000-row Scan and load, in process): a Scan page still "
+        "deep-copies every item it returns and sums each item's size twice (moto's `Table.scan`), and a write spends "
+        "most of its time in moto's request parser walking botocore's input model; neither is patched. A GSI Query "
+        "still sorts the whole table once and the index's items once (natively now) to find its first page.",
+    ]
     return "\n".join(lines) + "\n"
 
 
