@@ -26,12 +26,18 @@ class MotoServer(ChildServer):
 
     label = "moto server"
 
+    def __init__(self, *, stock: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Run moto's DynamoDB as released, without :mod:`pollen.local.motopatch` (for comparisons).
+        self.stock = stock
+
     @property
     def endpoint(self) -> str:
         return self.url
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "pollen.local.motoserver", "--host", self.host, "--port", str(self.port)]
+        command = [sys.executable, "-m", "pollen.local.motoserver", "--host", self.host, "--port", str(self.port)]
+        return [*command, "--stock"] if self.stock else command
 
     def child_environment(self) -> dict[str, str]:
         env = super().child_environment()

@@ -1,0 +1,46 @@
+"""Speed-ups for moto's DynamoDB, applied by pollen's embedded server only, to the moto version they were checked on.
+
+Each part keeps moto's behaviour byte for byte and is documented in its module (what moto does, what the patch does,
+why it is equivalent); ``tests/integration/test_motopatch_differential.py`` sends the same random operations to a
+stock and a patched server and compares the responses.
+
+- ``serializer``: attribute values serialized directly instead of through botocore's model.
+- ``ordering``: Query and Scan sort on native key values computed once; a base-table Query reads its partition only.
+- ``transactions``: TransactWriteItems saves and restores the items it addresses, not deep copies of whole tables.
+- ``itemsize``: an item's size summed once while it is built.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import moto
+
+#: The moto release the parts were read against and checked on; any other runs stock.
+PATCHED_MOTO_VERSION = "5.2.5"
+
+logger = logging.getLogger(__name__)
+
+_applied = False
+
+
+def apply() -> bool:
+    """Apply every part (once) if moto is the version they were checked on; True when applied."""
+    global _applied
+    if _applied:
+        return True
+    if moto.__version__ != PATCHED_MOTO_VERSION:
+        logger.warning(
+            "moto %s is not %s, the version pollen's DynamoDB speed-ups were checked on: running stock moto",
+            moto.__version__,
+            PATCHED_MOTO_VERSION,
+        )
+        return False
+    from pollen.local.motopatch import itemsize, ordering, serializer, transactions
+
+    serializer.apply()
+    ordering.apply()
+    transactions.apply()
+    itemsize.apply()
+    _applied = True
+    return True

@@ -1,0 +1,145 @@
+"""Query and Scan order items by native key values computed once; a base-table Query reads only its partition.
+
+What moto does: every Query and Scan page sorts the whole table (``Table.all_items``, ``Table.sorted_items``) with a
+key of ``DynamoType`` objects, whose comparisons convert the stored string to a ``Decimal`` (or read it) on every
+comparison: n log n conversions per page. A base-table Query sorts the whole table that way, then keeps the items
+whose hash key equals the queried one. Measured: 92% of a GSI Query with Limit 20 and of a one-symbol Query.
+
+What the patch does: the same sorts with a key of native values (``DynamoType.cast_value``) computed once per item;
+and while a base-table Query runs, ``all_items`` returns just the queried partition (``Table.items[hash_key]``), in
+range-key order; while an index Query runs, ``all_items`` returns the items unsorted.
+
+Why it is equivalent: ``DynamoType`` compares by ``cast_value`` (``==`` also requires the same type tag), so when
+every value at a key position has the same type tag the native keys compare exactly as the ``DynamoType`` keys do,
+and Python's stable sort yields the same order. If the tags differ at some position (possible on an index attribute
+moto does not type-check) or the native sort raises, moto's own sort runs instead. The partition read returns the
+items moto's filter would keep: items are stored under their own hash key, and the dict lookup uses the same
+``__hash__``/``__eq__`` as the filter; within a partition moto's (hash, range) order is the range order. An index
+Query sorts the items it keeps by index keys then table keys, unique per item, so with the native sort the order it
+was given cannot show; should moto's own sort run instead (mixed tags), it first gets the table order back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from moto.dynamodb.models.table import Table
+
+_original_all_items: Callable[..., list[Any]] = Table.all_items
+_original_sorted_items: Callable[..., list[Any]] = Table.sorted_items
+_original_query: Callable[..., Any] = Table.query
+_query_signature = inspect.signature(_original_query)
+
+#: The (table, hash key) of the base-table Query running on this thread, or (table, _INDEX) for an index Query.
+_partition_query = threading.local()
+_INDEX = object()
+
+
+def _native(value: Any) -> Any:
+    """``value.cast_value``, without its chain of type tests for the key types (S, B: the value; N: a Decimal)."""
+    tag = value.type
+    if tag == "S" or tag == "B":
+        return value.value
+    if tag == "N":
+        return Decimal(value.value)
+    return value.cast_value
+
+
+def native_order(items: Sequence[Any], key_values: Callable[[Any], tuple[Any, ...]]) -> list[Any] | None:
+    """``items`` sorted by their key values compared natively, or None when that could differ from moto's order."""
+    rows = [key_values(item) for item in items]
+    if not rows:
+        return []
+    tags = [value.type for value in rows[0]]
+    native_keys = []
+    for row in rows:
+        if len(row) != len(tags) or any(value.type != tag for value, tag in zip(row, tags, strict=True)):
+            return None
+        native_keys.append(tuple(_native(value) for value in row))
+    try:
+        order = sorted(range(len(rows)), key=native_keys.__getitem__)
+    except TypeError:
+        return None
+    return [items[position] for position in order]
+
+
+def _table_key(item: Any) -> tuple[Any, ...]:
+    # moto's all_items key: (hash, range) when the item has a range key, else the hash key alone.
+    return (item.hash_key, item.range_key) if item.range_key else (item.hash_key,)
+
+
+def _table_sort_key(item: Any) -> Any:
+    return (item.hash_key, item.range_key) if item.range_key else item.hash_key
+
+
+def _stored_items(table: Any, partitions: Iterable[Any]) -> list[Any]:
+    items: list[Any] = []
+    for partition in partitions:
+        if table.range_key_attr:
+            items.extend(partition.values())
+        else:
+            items.append(partition)
+    return items
+
+
+def all_items(self: Any) -> list[Any]:
+    """moto's ``Table.all_items`` (every item in (hash, range) order), restricted to a queried partition."""
+    hint = getattr(_partition_query, "value", None)
+    if hint is not None and hint[0] is self:
+        if hint[1] is _INDEX:
+            # An index query re-sorts what it keeps by a key unique per item (index keys, then the table's keys):
+            # the order it receives cannot show, so it need not be sorted here.
+            return _stored_items(self, self.items.values())
+        partition = self.items.get(hint[1])
+        items = _stored_items(self, [] if partition is None else [partition])
+    else:
+        items = _stored_items(self, self.items.values())
+    ordered = native_order(items, _table_key)
+    return ordered if ordered is not None else _original_all_items(self)
+
+
+def sorted_items(
+    self: Any, hash_key_attrs: list[str], range_key_attrs: list[str | None], items: list[Any]
+) -> list[Any]:
+    """moto's ``Table.sorted_items``: sorts ``items`` in place by the index and table keys."""
+    attrs_to_sort_by = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+    try:
+        ordered = native_order(items, lambda item: tuple(item.attrs[name] for name in attrs_to_sort_by))
+    except KeyError:
+        ordered = None
+    if ordered is None:
+        hint = getattr(_partition_query, "value", None)
+        if hint is not None and hint[0] is self and hint[1] is _INDEX:
+            # moto's own sort is about to run: give it the table order moto's all_items would have given.
+            items[:] = native_order(items, _table_key) or sorted(items, key=_table_sort_key)
+        return _original_sorted_items(self, hash_key_attrs, range_key_attrs, items)
+    items[:] = ordered
+    return items
+
+
+def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """moto's ``Table.query``; tells ``all_items`` which partition a base-table query reads, or that an index query
+    runs."""
+    arguments = _query_signature.bind(self, *args, **kwargs).arguments
+    hash_key = arguments.get("hash_key")
+    if arguments.get("index_name"):
+        hint = _INDEX
+    elif hash_key is not None:
+        hint = hash_key
+    else:
+        return _original_query(self, *args, **kwargs)
+    _partition_query.value = (self, hint)
+    try:
+        return _original_query(self, *args, **kwargs)
+    finally:
+        _partition_query.value = None
+
+
+def apply() -> None:
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table.sorted_items = sorted_items  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
