@@ -194,12 +194,14 @@ class InMemoryStore:
             self.moves += 1
 
     @contextmanager
-    def lease(self, job: str, ttl_s: float) -> Iterator[FakeLease]:
-        with self._lock:
-            if job in self.leases:
-                raise LeaseHeld(f"another {job} run holds the lease")
-            self.leases.add(job)
+    def lease(self, job: str, ttl_s: float = 120.0, *, force: bool = False) -> Iterator[FakeLease]:
         held = FakeLease()
+        with self._lock:
+            if job in self.leases and not force:
+                raise LeaseHeld(f"another {job} run holds the lease")
+            if job in self.leases:
+                held.notes.append(f"forced: took over the lease of job {job!r}")
+            self.leases.add(job)
         try:
             yield held
         finally:
@@ -211,6 +213,7 @@ class InMemoryStore:
 @dataclass
 class FakeLease:
     lost: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class FakeAssetSource:

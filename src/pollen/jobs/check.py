@@ -30,10 +30,13 @@ from pollen.errors import PollenError
 from pollen.jobs.common import Clock, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import Item, ItemStore
-from pollen.report import JobReport, Stopwatch
+from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, EARNINGS_CALENDAR
 
 log = logging.getLogger(__name__)
+
+#: The lease of everything that writes ``assets`` wholesale: SyncAssets, and ``pollen check --repair``.
+ASSETS_LEASE = "sync-assets"
 
 #: Attributes a repair can fill in without upstream data.
 _FILLABLE: dict[str, Any] = {"volume": Decimal(0), "status": "inactive"}
@@ -191,12 +194,26 @@ def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport,
 class ConsistencyCheck:
     """`pollen check [--repair]`: both rules sets over full scans of ``assets`` and ``earningsCalendar``."""
 
-    def __init__(self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now, force_lease: bool = False
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        #: Take the lease even from a live holder (the CLI's ``--force``).
+        self.force_lease = force_lease
 
     def run(self, *, repair: bool = False, deadline: Deadline | None = None) -> CheckReport:
+        """Check (and with ``repair``, fix) both tables. A repair holds the sync's lease, so that it never writes
+        beside a running SyncAssets (whose own check would race it)."""
+        if not repair:
+            return self._run(repair=False, deadline=deadline)
+        with self.store.lease(ASSETS_LEASE, force=self.force_lease) as lease:
+            report = self._run(repair=True, deadline=deadline)
+        note_lease(report, lease)
+        return report
+
+    def _run(self, *, repair: bool, deadline: Deadline | None) -> CheckReport:
         watch = Stopwatch()
         report = CheckReport(repair=repair)
         now_iso = timestamp(self.clock())

@@ -25,17 +25,17 @@ from pollen.deadline import Deadline
 from pollen.domain.assets import AlpacaAsset, asset_item, parse_asset
 from pollen.domain.values import is_valid_symbol, timestamp
 from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
-from pollen.jobs.check import CheckReport, check_assets, scan_assets_for_check
+from pollen.jobs.check import ASSETS_LEASE, CheckReport, check_assets, scan_assets_for_check
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import AssetSource, Item, ItemStore
-from pollen.report import JobReport, Stopwatch, note_lost_lease
+from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
 log = logging.getLogger(__name__)
 
 JOB = "SyncAssets"
-LEASE = "sync-assets"
+LEASE = ASSETS_LEASE
 SORT_KEY = "lastPollenationDate"
 #: Items per store call: small enough that a deadline is checked often, large enough to keep batches full.
 WRITE_CHUNK = 500
@@ -71,8 +71,11 @@ class SyncAssets:
         metrics: MetricsRecorder,
         clock: Clock = utc_now,
         progress: Progress | None = None,
+        force_lease: bool = False,
     ) -> None:
         self.store = store
+        #: Take the lease even from a live holder (the CLI's ``--force``).
+        self.force_lease = force_lease
         self.source = source
         self.metrics = metrics
         self.clock = clock
@@ -82,10 +85,10 @@ class SyncAssets:
         deadline = deadline or Deadline.never()
         watch = Stopwatch()
         report = SyncAssetsReport(sync_time=timestamp(self.clock()))
-        lease_s = min(deadline.remaining_s(), 900.0) + 60.0
-        with self.store.lease(LEASE, lease_s) as lease, self.metrics.timer("SyncDuration", job=JOB):
+        # A short lease, renewed while the run lasts: a crash blocks the next run for one TTL at most.
+        with self.store.lease(LEASE, force=self.force_lease) as lease, self.metrics.timer("SyncDuration", job=JOB):
             self._run(report, deadline)
-        note_lost_lease(report, lease.lost)
+        note_lease(report, lease)
         report.duration_s = watch.elapsed_s
         self.metrics.count("AssetsWritten", report.written, job=JOB)
         self.metrics.count("AssetsUnchanged", report.unchanged, job=JOB)
