@@ -4,6 +4,9 @@
   read first), so the sync never moves an asset in the pollenation order.
 - Items whose content is unchanged are not sent at all (and keep their ``lastSyncDate``); the store compares
   again on its side.
+- A symbol listed more than once keeps the listing of the greatest :func:`pollen.domain.assets.listing_rank`
+  (active, tradable, greatest ``id``): the feed's order never decides, so the same feed in another order writes
+  nothing new.
 - An asset stored as active and missing from Alpaca's active list is kept with ``status = "inactive"``. A feed
   that would deactivate more than half of the active assets is treated as a bad feed: nothing is deactivated.
 - Writes go in chunks; when the deadline comes the run stops between chunks and reports what is left: the next
@@ -22,7 +25,7 @@ from typing import Any
 from pydantic import Field
 
 from pollen.deadline import Deadline
-from pollen.domain.assets import AlpacaAsset, asset_item, parse_asset
+from pollen.domain.assets import AlpacaAsset, asset_item, listing_rank, parse_asset
 from pollen.domain.values import is_valid_symbol, timestamp
 from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
 from pollen.jobs.check import ASSETS_LEASE, CheckReport, check_assets, scan_assets_for_check
@@ -151,8 +154,11 @@ class SyncAssets:
                 report.add_error(str(exc))
                 log.warning("invalid asset skipped", extra={"error": str(exc)})
                 continue
-            if asset.symbol in assets:
-                report.duplicates += 1  # the last one listed wins
+            kept = assets.get(asset.symbol)
+            if kept is not None:
+                report.duplicates += 1
+                if listing_rank(kept) >= listing_rank(asset):
+                    continue
             assets[asset.symbol] = asset
         return assets, seen
 
