@@ -88,8 +88,11 @@ class ItemStore(Protocol):
         move and to decode when a job needs only keys and a few fields)."""
         ...
 
-    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
-        """Delete ``old_key`` and put ``new_item`` in one transaction (raises PollenError when cancelled)."""
+    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+        """Move the item of ``key``'s partition to the sort key ``new_sort`` (a newer stored one is kept) in one
+        transaction, folding any second item of the partition in; the content kept is the newest synced one, as
+        stored when the transaction commits (a concurrent write is never overwritten). Returns the item as stored;
+        raises PollenError when it cannot be done."""
         ...
 
     def lease(self, job: str, ttl_s: float = ..., *, force: bool = False) -> AbstractContextManager[Lease]:

@@ -22,7 +22,6 @@ from pollen.report import JobReport, Stopwatch, note_lease
 log = logging.getLogger(__name__)
 
 
-
 class LoadReport(JobReport):
     table: str = ""
     duplicates: int = 0

@@ -2,8 +2,9 @@
 
 Rules:
 - ``assets``: exactly one item per symbol. With more, the newest ``lastPollenationDate`` is the key that stays and
-  the most recently synced content is what it holds; every other item is folded into it with ``move_sort_key``
-  (one transaction each, so a reader never sees zero items for the symbol).
+  the most recently synced content is what it holds; the items are folded into it with ``move_sort_key`` (one
+  transaction, conditional on the items being unchanged, so a reader never sees zero items for the symbol and a
+  concurrent write is not overwritten). ``--repair`` holds the sync's lease.
 - ``assets``: required attributes (``REQUIRED_ASSET_ATTRIBUTES``). ``volume`` (0), ``status`` (``inactive``
   until the next sync says otherwise) and ``lastSyncDate`` can be filled in; ``id``, ``class`` and ``exchange``
   only the next sync can restore, so they are reported.
@@ -97,17 +98,17 @@ def _fold_duplicates(store: ItemStore, symbol: str, group: list[Item], report: C
     if not repair:
         report.unrepaired += len(group) - 1
         return merged
-    for other in group:
-        if other[key_name] == newest_key:
-            continue
-        try:
-            store.move_sort_key(ASSETS.name, ASSETS.key_of(other), merged)
-            report.repaired += 1
-            log.info("folded duplicate asset item", extra={"symbol": symbol, "removed_key": other[key_name]})
-        except PollenError as exc:
-            report.unrepaired += 1
-            report.add_error(f"assets {symbol}: could not fold duplicate {other[key_name]}: {exc}")
-    return merged
+    try:
+        # One transaction over the partition as stored when it commits (a concurrent pollenation or sync is folded
+        # in, never overwritten).
+        folded = store.move_sort_key(ASSETS.name, ASSETS.key_of(merged), newest_key)
+    except PollenError as exc:
+        report.unrepaired += len(group) - 1
+        report.add_error(f"assets {symbol}: could not fold duplicates {', '.join(keys)}: {exc}")
+        return merged
+    report.repaired += len(group) - 1
+    log.info("folded duplicate asset items", extra={"symbol": symbol, "keys": keys})
+    return folded
 
 
 def _fill_missing(

@@ -100,12 +100,16 @@ M_GSI_MS = "GsiQueryLatency"
 M_GSI_FAILURE = "GsiQueryFailure"
 M_GSI_FALLBACK = "GsiFallback"
 M_TX_CANCELLED = "TransactionCancelled"
+M_MOVE_CONFLICTS = "MoveConflicts"
 M_BATCH_FAILED = "BatchWriteFailures"
 M_UNITS = "WriteCapacityUnits"
 M_GSI_QUERIES = "GsiQueries"
 M_RETRY_EXHAUSTED = "RetryExhausted"
 
 M_COMPARE_SCANS = "UpsertCompareScans"
+
+#: A sort-key move that meets a concurrent write reads the partition again and retries, at most this often.
+MOVE_ATTEMPTS = 8
 
 #: At most this many items per Query page when a limit is given (without one, DynamoDB's 1 MB pages).
 QUERY_PAGE_ITEMS = 1000
@@ -1087,20 +1091,87 @@ class DynamoStore:
         message = "transaction cancelled: " + ("; ".join(parts) or str(exc))
         return TransactionCancelled(message[:500], outcomes=outcomes, code="TransactionCanceled", transient=transient)
 
-    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
-        """Delete ``old_key`` and put ``new_item`` in one transaction (the delete requires the old item to exist).
-        Raises TransactionCancelled (a PollenError) naming the reason when it is cancelled."""
+    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+        """Give the item of ``key``'s partition the sort key ``new_sort``, atomically and without losing a
+        concurrent write: one TransactWriteItems that deletes every item of the partition (a second item left by a
+        race included) and puts the newest synced content (greatest ``lastSyncDate``, then sort key) under the
+        greater of ``new_sort`` and the newest stored sort key. Each action is conditional on its item being
+        unchanged since it was read (its ``contentHash`` and ``lastSyncDate``; a new key on not existing yet), so a
+        sync that wrote meanwhile is never overwritten: on such a conflict the partition is read again and the move
+        retried (``MoveConflicts``), up to ``MOVE_ATTEMPTS`` times. Returns the item as stored. Raises NotFound
+        when the partition is empty, TransactionCancelled (a PollenError) when the move keeps conflicting or is
+        cancelled for another reason."""
         info = self.table_info(table)
-        put = self.put_action(table, new_item)
-        old_wire = codec.encode_item({name: old_key[name] for name in info.key_names})
-        if codec.key_signature(old_wire, info.key_names) == codec.key_signature(put["Put"]["Item"], info.key_names):
-            put["Put"]["ConditionExpression"] = "attribute_exists(#pk)"
-            put["Put"]["ExpressionAttributeNames"] = {"#pk": info.key_names[0]}
-            self.transact_write([put])
-            return
-        self.transact_write([self.delete_action(table, old_key, must_exist=True), put])
+        if len(info.key_names) != 2:
+            raise PermanentError(f"{table} has no sort key to move")
+        partition_name, sort_name = info.key_names
+        for attempt in range(1, MOVE_ATTEMPTS + 1):
+            stored = self._partition(info, key[partition_name])
+            if not stored:
+                raise NotFound(f"{table} {partition_name}={key[partition_name]}: no item to move", keys=[key])
+            content = max(stored, key=lambda i: (str(i.get(SYNC_ATTRIBUTE, "")), _sort_value(i[sort_name])))
+            target = max([new_sort, *(i[sort_name] for i in stored)], key=_sort_value)
+            item = {k: v for k, v in content.items() if k != HASH_ATTRIBUTE} | {sort_name: target}
+            if len(stored) == 1 and content[sort_name] == target:
+                return item  # already there
+            actions = [self._unchanged_action(table, info, i, item) for i in stored]
+            if not any("Put" in a for a in actions):
+                put = self.put_action(table, item)
+                put["Put"]["ConditionExpression"] = "attribute_not_exists(#k)"
+                put["Put"]["ExpressionAttributeNames"] = {"#k": partition_name}
+                actions.append(put)
+            try:
+                self.transact_write(actions)
+                return item
+            except TransactionCancelled as exc:
+                if not any(code == "ConditionalCheckFailed" for code, _ in exc.outcomes) or attempt == MOVE_ATTEMPTS:
+                    raise
+                self.metrics.count(M_MOVE_CONFLICTS, table=table)
+                log.info("sort-key move conflicted with a concurrent write; reading again", extra={"key": key})
+        raise AssertionError("unreachable")
 
-    # --- lease -----------------------------------------------------------------------------------------------------
+    def _partition(self, info: TableInfo, value: Any) -> list[Item]:
+        """Every item of one partition, strongly consistent, with ``contentHash`` (for the move's conditions)."""
+        params: dict[str, Any] = {
+            "TableName": info.physical,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": info.key_names[0]},
+            "ExpressionAttributeValues": {":p": codec.encode_value(value)},
+            "ConsistentRead": True,
+        }
+        items: list[Item] = []
+        while True:
+            response = self._call("query", Deadline.never(), keys=[{info.key_names[0]: value}], **params)
+            items.extend(codec.decode_item(i) for i in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            params["ExclusiveStartKey"] = last
+
+    def _unchanged_action(self, table: str, info: TableInfo, stored: Item, item: Item) -> dict[str, Any]:
+        """The move's action on one stored item: a Delete, or the Put of ``item`` when it has the same key; either
+        holds only while the stored item is unchanged (same ``contentHash`` and ``lastSyncDate``)."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        parts = []
+        for n, attribute in enumerate((HASH_ATTRIBUTE, SYNC_ATTRIBUTE)):
+            names[f"#c{n}"] = attribute
+            if attribute in stored:
+                values[f":c{n}"] = codec.encode_value(stored[attribute])
+                parts.append(f"#c{n} = :c{n}")
+            else:
+                parts.append(f"attribute_not_exists(#c{n})")
+        same_key = all(stored[k] == item[k] for k in info.key_names)
+        if same_key:
+            action = self.put_action(table, item)
+        else:
+            action = self.delete_action(table, {k: stored[k] for k in info.key_names})
+        body = next(iter(action.values()))
+        body["ConditionExpression"] = " AND ".join(parts)
+        body["ExpressionAttributeNames"] = names
+        if values:
+            body["ExpressionAttributeValues"] = values
+        return action
 
     def lease(
         self,
