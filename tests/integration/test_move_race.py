@@ -1,4 +1,3 @@
-
 """The pollenation's sort-key move against concurrent syncs, on the moto server over HTTP: a sync's write between
 the move's read and its transaction is never overwritten, and SyncAssets and PollenateAsset running at the same
 time on the same symbols end with one item per symbol holding the newest synced content and pollenation date."""

@@ -27,8 +27,9 @@ and by ``pollen load``) so that no second writer of the same job interleaves bet
 6. At the deadline no new request starts; whatever is not written is *failed* with the reason "deadline".
    Every failed or invalid item is named in the returned :class:`WriteReport` and put to the dead-letter sink.
 
-Where atomicity matters the store uses conditional single writes instead: the job lease (conditional put in
-``pollenControl``) and ``move_sort_key`` (one TransactWriteItems: delete-if-exists plus put, idempotency token).
+Where atomicity matters the store uses conditional writes instead: the job lease (:mod:`.lease`: conditional puts
+in ``pollenControl``) and ``move_sort_key`` (one TransactWriteItems over the whole partition, each action conditional
+on its item being unchanged since it was read; re-read and retried on a conflict; idempotency token).
 
 Reads: ``query`` goes through a GSI when given and falls back to a filtered, sorted Scan of the base table when the
 index cannot answer: it is missing or still backfilling (an error naming the index), or it keeps failing with
