@@ -97,7 +97,7 @@ def test_a_40_second_outage_ends_at_the_deadline_with_exactly_the_unwritten_item
     proxy.end_outage()
     proxy.faults = Faults()
     assert result.returncode == 1, result.stderr
-    assert elapsed < 20, elapsed  # the outage lasts 40 s: the run did not wait for it
+    assert elapsed < 30, elapsed  # the outage lasts 40 s: the run did not wait for it (the release retries 2 s)
     report = json.loads(result.stdout)
     assert report["failed"] > 0 and report["written"] + report["failed"] == 10_000
     (dead_file,) = (Path(p) for p in report["dead_letters"])

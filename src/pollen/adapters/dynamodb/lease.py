@@ -54,7 +54,7 @@ HEARTBEAT_RETRY_SHARE = 1 / 4
 #: How long releasing waits for a renewal in flight (any later renewal fails its condition: nothing is revived).
 HEARTBEAT_JOIN_S = 5.0
 #: How long a release is retried: the lease expires by itself, and a dead holder's is taken over at once.
-RELEASE_RETRY_S = 5.0
+RELEASE_RETRY_S = 2.0
 #: Rounds of acquire when the lease item changes between the refused put and the takeover.
 ACQUIRE_ROUNDS = 3
 
