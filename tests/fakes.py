@@ -176,30 +176,37 @@ class InMemoryStore:
         wanted = set(attributes)
         return iter([{k: v for k, v in item.items() if k in wanted} for item in self.items(table)])
 
-    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
+    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+        """The store's move: every item of the partition folded into the newest synced content under the greater
+        of ``new_sort`` and the newest stored sort key (atomic here under the lock)."""
         definition = TABLES[table]
         if self.fail_moves is not None:
             raise self.fail_moves
-        old = self._key(definition, old_key)
-        new = self._key(definition, new_item)
-        if old == new:
-            raise PermanentError(f"{table}: a transaction cannot delete and put the same key {old}")
+        partition_name, sort_name = definition.key_names
         with self._lock:
-            if old not in self.tables[table]:
-                raise PermanentError(
-                    f"{table}: transaction cancelled: {old} does not exist", code="TransactionCanceled"
-                )
-            del self.tables[table][old]
-            self.tables[table][new] = copy.deepcopy(new_item)
+            stored = [i for i in self.tables[table].values() if i.get(partition_name) == key[partition_name]]
+            if not stored:
+                raise NotFound(f"{table} {key[partition_name]}: no item to move", keys=[key])
+            content = max(stored, key=lambda i: (str(i.get("lastSyncDate", "")), _sort_value(i[sort_name])))
+            target = max([new_sort, *(i[sort_name] for i in stored)], key=_sort_value)
+            item = {**content, sort_name: target}
+            if len(stored) == 1 and content[sort_name] == target:
+                return copy.deepcopy(item)
+            for old in stored:
+                del self.tables[table][self._key(definition, old)]
+            self.tables[table][self._key(definition, item)] = copy.deepcopy(item)
             self.moves += 1
+            return copy.deepcopy(item)
 
     @contextmanager
-    def lease(self, job: str, ttl_s: float) -> Iterator[FakeLease]:
-        with self._lock:
-            if job in self.leases:
-                raise LeaseHeld(f"another {job} run holds the lease")
-            self.leases.add(job)
+    def lease(self, job: str, ttl_s: float = 120.0, *, force: bool = False) -> Iterator[FakeLease]:
         held = FakeLease()
+        with self._lock:
+            if job in self.leases and not force:
+                raise LeaseHeld(f"another {job} run holds the lease")
+            if job in self.leases:
+                held.notes.append(f"forced: took over the lease of job {job!r}")
+            self.leases.add(job)
         try:
             yield held
         finally:
@@ -211,6 +218,7 @@ class InMemoryStore:
 @dataclass
 class FakeLease:
     lost: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class FakeAssetSource:

@@ -26,6 +26,12 @@ class Lease(Protocol):
         """Why the lease was lost while held (another run may have overlapped this one), else None."""
         ...
 
+    @property
+    def notes(self) -> list[str]:
+        """What else the report should say about the lease: a takeover of a dead run's (or a forced) lease, a
+        release that failed."""
+        ...
+
 
 class WriteOutcome(Protocol):
     """What a bulk write reports (the store's WriteReport implements it)."""
@@ -82,13 +88,18 @@ class ItemStore(Protocol):
         move and to decode when a job needs only keys and a few fields)."""
         ...
 
-    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
-        """Delete ``old_key`` and put ``new_item`` in one transaction (raises PollenError when cancelled)."""
+    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+        """Move the item of ``key``'s partition to the sort key ``new_sort`` (a newer stored one is kept) in one
+        transaction, folding any second item of the partition in; the content kept is the newest synced one, as
+        stored when the transaction commits (a concurrent write is never overwritten). Returns the item as stored;
+        raises PollenError when it cannot be done."""
         ...
 
-    def lease(self, job: str, ttl_s: float) -> AbstractContextManager[Lease]:
-        """Hold the job's lease for the block (renewed while it runs); raises LeaseHeld when another run holds it.
-        After the block, ``lost`` on the lease says whether it was lost meanwhile (the job reports it)."""
+    def lease(self, job: str, ttl_s: float = ..., *, force: bool = False) -> AbstractContextManager[Lease]:
+        """Hold the job's lease for the block (renewed while it runs; ``ttl_s`` defaults to a short TTL); raises
+        LeaseHeld when another live run holds it. A lease whose holder is known to be dead is taken over at once,
+        ``force`` takes over any. After the block, ``lost`` and ``notes`` on the lease say what happened (the job
+        reports them)."""
         ...
 
 

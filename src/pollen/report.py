@@ -26,6 +26,8 @@ class JobReport(BaseModel):
     duration_s: float = 0.0
     errors: list[str] = Field(default_factory=list)
     errors_omitted: int = 0
+    #: What the run's lease went through besides a loss: a takeover (a dead holder, ``--force``), a failed release.
+    lease_notes: list[str] = Field(default_factory=list)
 
     def add_error(self, message: str) -> None:
         """Record a short error line (no secrets: callers pass messages built from keys and codes)."""
@@ -43,6 +45,13 @@ def note_lost_lease(report: JobReport, lost: str | None) -> None:
     if lost:
         report.ok = False
         report.add_error(lost)
+
+
+def note_lease(report: JobReport, lease: Any) -> None:
+    """Put what happened to a run's lease (``pollen.ports.Lease``) into its report: a loss makes it not ok; a
+    takeover or a release that failed are noted (the run's own work is not affected)."""
+    note_lost_lease(report, lease.lost)
+    report.lease_notes.extend(getattr(lease, "notes", ()))
 
 
 class Stopwatch:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
-from pollen.cli.data import LEASE_MARGIN_S
 from pollen.local.faultproxy import FaultProxy, Faults
 from tests.conftest import run_pollen
 from tests.integration.store_support import key_of, make_store, proxy, statement, tables  # noqa: F401
@@ -98,7 +97,7 @@ def test_a_40_second_outage_ends_at_the_deadline_with_exactly_the_unwritten_item
     proxy.end_outage()
     proxy.faults = Faults()
     assert result.returncode == 1, result.stderr
-    assert elapsed < 20, elapsed  # the outage lasts 40 s: the run did not wait for it
+    assert elapsed < 30, elapsed  # the outage lasts 40 s: the run did not wait for it (the release retries 2 s)
     report = json.loads(result.stdout)
     assert report["failed"] > 0 and report["written"] + report["failed"] == 10_000
     (dead_file,) = (Path(p) for p in report["dead_letters"])
@@ -108,11 +107,12 @@ def test_a_40_second_outage_ends_at_the_deadline_with_exactly_the_unwritten_item
     assert len(dead) == report["failed"]
     assert stored | dead == {key_of(item) for item in items} and not stored & dead
 
-    # The run could not release its lease during the outage: it expires 5 s after the run's deadline.
-    time.sleep(max(0.0, 6 + LEASE_MARGIN_S + 2.5 - elapsed))
+    # The run could not release its lease during the outage; its process is gone, so the replay takes it over.
     replay = run_pollen("load", "earnings", str(dead_file), "--json", env=env)
     assert replay.returncode == 0, replay.stderr
-    assert json.loads(replay.stdout)["written"] == len(dead)
+    replayed = json.loads(replay.stdout)
+    assert replayed["written"] == len(dead)
+    assert all("dead run" in note for note in replayed["lease_notes"])
     with make_store(proxy.endpoint, tables, tmp_path) as store:
         assert sorted(store.scan("earnings", segments=4), key=key_of) == items  # complete, content exact
 

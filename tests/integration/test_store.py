@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.codec import loads_plain
-from pollen.adapters.dynamodb.store import DynamoStore, TransactionCancelled, WriteReport
-from pollen.errors import LeaseHeld, PollenError
+from pollen.adapters.dynamodb.store import DynamoStore, WriteReport
+from pollen.errors import LeaseHeld, NotFound, PollenError
 from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from pollen.ports import ItemStore, WriteOutcome
@@ -150,17 +150,15 @@ def test_move_sort_key_is_one_transaction(store: DynamoStore) -> None:
     old = {"symbol": "AAPL", "lastPollenationDate": "1970-01-01T00:00:00Z", "status": "active", "volume": 1}
     store.upsert("assets", [old])
     new = dict(old, lastPollenationDate="2026-01-01T00:00:00Z")
-    store.move_sort_key("assets", {"symbol": "AAPL", "lastPollenationDate": old["lastPollenationDate"]}, new)
+    moved = store.move_sort_key(
+        "assets", {"symbol": "AAPL", "lastPollenationDate": old["lastPollenationDate"]}, new["lastPollenationDate"]
+    )
+    assert moved == new
     assert list(store.query("assets", partition=("symbol", "AAPL"))) == [new]
-    # The old key is gone now: a second move from it is cancelled with a clear reason, and nothing changes.
-    with pytest.raises(TransactionCancelled, match="does not exist") as caught:
-        store.move_sort_key(
-            "assets",
-            {"symbol": "AAPL", "lastPollenationDate": old["lastPollenationDate"]},
-            dict(old, lastPollenationDate="2026-02-01T00:00:00Z"),
-        )
-    assert isinstance(caught.value, PollenError)
-    assert caught.value.outcomes[0][0] == "ConditionalCheckFailed"
+    # A move to an older key keeps the newer one; a symbol without items cannot be moved.
+    assert store.move_sort_key("assets", {"symbol": "AAPL"}, "2025-01-01T00:00:00Z") == new
+    with pytest.raises(NotFound, match="no item to move"):
+        store.move_sort_key("assets", {"symbol": "MSFT"}, "2026-02-01T00:00:00Z")
     assert list(store.query("assets", partition=("symbol", "AAPL"))) == [new]
 
 

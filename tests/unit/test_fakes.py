@@ -50,11 +50,9 @@ def test_move_sort_key_is_atomic_and_leases_exclude_each_other() -> None:
     store = InMemoryStore()
     store.upsert("assets", [asset("A", 1)])
     with pytest.raises(PermanentError):
-        store.move_sort_key("assets", {"symbol": "A", "lastPollenationDate": "nope"}, asset("A", 1, key="2026"))
+        store.move_sort_key("assets", {"symbol": "B", "lastPollenationDate": "nope"}, "2026")
     assert len(store.items("assets")) == 1
-    store.move_sort_key(
-        "assets", {"symbol": "A", "lastPollenationDate": "1970-01-01T00:00:00Z"}, asset("A", 1, key="2026")
-    )
+    store.move_sort_key("assets", {"symbol": "A", "lastPollenationDate": "1970-01-01T00:00:00Z"}, "2026")
     assert [i["lastPollenationDate"] for i in store.items("assets")] == ["2026"]
     with store.lease("job", 10), pytest.raises(LeaseHeld), store.lease("job", 10):
         pass

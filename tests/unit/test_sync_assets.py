@@ -59,12 +59,7 @@ def test_next_day_writes_only_deltas_keeps_sort_keys_and_deactivates_vanished_as
     store, source = InMemoryStore(), market()
     sync(store, source)
     # S001 was pollenated meanwhile: its key moved.
-    old = store.by("assets", symbol="S001")[0]
-    store.move_sort_key(
-        "assets",
-        {"symbol": "S001", "lastPollenationDate": NEVER_POLLENATED},
-        {**old, "lastPollenationDate": "2026-11-02T15:00:00Z"},
-    )
+    store.move_sort_key("assets", {"symbol": "S001", "lastPollenationDate": NEVER_POLLENATED}, "2026-11-02T15:00:00Z")
     source.assets = [a for a in source.assets if a["symbol"] != "S002"]  # delisted
     source.assets.append(payloads.alpaca_asset("NEW.B"))  # listed
     source.volumes["S001"] = 777  # changed

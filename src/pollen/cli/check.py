@@ -12,14 +12,16 @@ from pollen.report import JobReport
 
 def check(
     ctx: typer.Context,
-    repair: bool = typer.Option(False, "--repair", help="Fix what the check finds."),
+    repair: bool = typer.Option(False, "--repair", help="Fix what the check finds (holds the sync's lease)."),
+    force: bool = rt.FORCE_OPTION,
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Consistency validation: one asset item per symbol, required attributes, stale rescheduled reports."""
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        report = ConsistencyCheck(wiring.store(runtime), metrics=runtime.metrics).run(repair=repair)
+        job = ConsistencyCheck(wiring.store(runtime), metrics=runtime.metrics, force_lease=force)
+        report = job.run(repair=repair)
         rt.finish(runtime, report, render=_render)
 
     rt.run(runtime, action)

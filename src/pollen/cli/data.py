@@ -12,19 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
-from pollen.adapters.dynamodb.store import DynamoStore, JobLease, build_store
+from pollen.adapters.dynamodb.lease import JobLease
+from pollen.adapters.dynamodb.store import DynamoStore, build_store
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
 from pollen.errors import ConfigError, NotFound
-from pollen.report import JobReport, Stopwatch, note_lost_lease
+from pollen.report import JobReport, Stopwatch, note_lease
 
 log = logging.getLogger(__name__)
-
-#: How long a load's lease lives when no deadline is given: renewed every third of it while the load runs, so a
-#: crashed load blocks the next one at most this long.
-LOAD_LEASE_S = 120.0
-#: With a deadline, the lease outlives it by this much (time to dead-letter and report).
-LEASE_MARGIN_S = 5.0
 
 
 class LoadReport(JobReport):
@@ -84,6 +79,7 @@ def load(
     table: str = typer.Argument(..., help="Table name (prefix added), or any existing table."),
     file: Path = typer.Argument(..., help="JSON Lines file of plain JSON items."),
     deadline_s: float | None = typer.Option(None, "--deadline", help="Stop sending after this many seconds."),
+    force: bool = rt.FORCE_OPTION,
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Bulk upsert of a JSON Lines file into a table (unchanged items are not rewritten)."""
@@ -96,7 +92,7 @@ def load(
         store = build_store(runtime.settings, runtime.metrics)
         deadline = Deadline.after(deadline_s)
         with store:
-            lease = _load_lease(store, table, deadline_s)
+            lease = _load_lease(store, table, force=force)
             with lease, _progress(runtime, f"load {table}", len(items)) as bar:
                 task = bar.task_ids[0]
                 outcome = store.upsert(table, items, deadline=deadline, progress=lambda n: bar.advance(task, n))
@@ -105,7 +101,7 @@ def load(
         if isinstance(store.dead_letters, JsonlDeadLetters):
             report.dead_letters = [str(p) for p in store.dead_letters.files()]
         report.ok = report.ok and report.invalid == 0 and report.failed == 0
-        note_lost_lease(report, lease.lost)
+        note_lease(report, lease)
         report.duration_s = watch.elapsed_s
         rt.finish(runtime, report)
 
@@ -114,6 +110,7 @@ def load(
 
 class _NoLease:
     lost: str | None = None
+    notes: list[str] = []
 
     def __enter__(self) -> _NoLease:
         return self
@@ -122,15 +119,16 @@ class _NoLease:
         return None
 
 
-def _load_lease(store: DynamoStore, table: str, deadline_s: float | None) -> JobLease | _NoLease:
-    """Two loads of one table never overlap; without pollen's control table the load runs unleased."""
+def _load_lease(store: DynamoStore, table: str, *, force: bool) -> JobLease | _NoLease:
+    """Two loads of one table never overlap (a short lease, renewed while the load runs; a crashed load's lease is
+    taken over at once on its host); without pollen's control table the load runs unleased."""
     try:
         store.table_info("pollenControl")
         store.get("pollenControl", {"pk": f"lease#load:{table}", "sk": "lease"})
     except NotFound:
         log.warning("no pollenControl table: loading without a lease", extra={"table": table})
         return _NoLease()
-    return store.lease(f"load:{table}", (deadline_s + LEASE_MARGIN_S) if deadline_s else LOAD_LEASE_S)
+    return store.lease(f"load:{table}", force=force)
 
 
 def export(

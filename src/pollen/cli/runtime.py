@@ -29,6 +29,11 @@ from pollen.report import JobReport
 from pollen.settings import Settings, load_settings
 
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object (the report) on stdout.")
+FORCE_OPTION = typer.Option(
+    False,
+    "--force",
+    help="Take the job's lease even from a run that still holds it (only when you know that run is gone).",
+)
 
 log = logging.getLogger("pollen.cli")
 

@@ -15,7 +15,7 @@ app = typer.Typer(help="Synchronise upstream data into the tables.", no_args_is_
 
 
 @app.command("assets")
-def sync_assets(ctx: typer.Context, json_output: bool = rt.JSON_OPTION) -> None:
+def sync_assets(ctx: typer.Context, force: bool = rt.FORCE_OPTION, json_output: bool = rt.JSON_OPTION) -> None:
     """SyncAssets: Alpaca's active assets into `assets` (volumes, inactive assets, consistency check)."""
     runtime = rt.start(ctx, json_output)
 
@@ -23,7 +23,8 @@ def sync_assets(ctx: typer.Context, json_output: bool = rt.JSON_OPTION) -> None:
         store = wiring.store(runtime)
         assets, _ = wiring.sources(runtime)
         with wiring.progress(runtime, "writing assets") as update:
-            report = SyncAssets(store, assets, metrics=runtime.metrics, progress=update).run()
+            job = SyncAssets(store, assets, metrics=runtime.metrics, progress=update, force_lease=force)
+            report = job.run()
         rt.finish(runtime, report)
 
     rt.run(runtime, action)
@@ -33,6 +34,7 @@ def sync_assets(ctx: typer.Context, json_output: bool = rt.JSON_OPTION) -> None:
 def sync_earnings(
     ctx: typer.Context,
     horizon: str = typer.Option("3month", "--horizon", help="3month, 6month or 12month."),
+    force: bool = rt.FORCE_OPTION,
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """SyncEarningsCalendar: Alpha Vantage's EARNINGS_CALENDAR into `earningsCalendar`."""
@@ -44,7 +46,8 @@ def sync_earnings(
         store = wiring.store(runtime)
         _, fundamentals = wiring.sources(runtime)
         with runtime.err.status("syncing the earnings calendar") if runtime.interactive else contextlib.nullcontext():
-            report = SyncEarningsCalendar(store, fundamentals, metrics=runtime.metrics).run(horizon)
+            job = SyncEarningsCalendar(store, fundamentals, metrics=runtime.metrics, force_lease=force)
+            report = job.run(horizon)
         rt.finish(runtime, report)
 
     rt.run(runtime, action)

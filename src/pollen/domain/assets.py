@@ -6,6 +6,7 @@ dict is validated here and unknown ``class``/``exchange`` values are kept as str
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -130,6 +131,14 @@ def _extra_value(symbol: str, name: str, value: Any) -> Any:
 def parse_asset(raw: Any) -> AlpacaAsset:
     """Validate one raw Alpaca asset; raises InvalidRecord with the symbol and the first problem."""
     return validate(AlpacaAsset, raw, kind="asset", label=label_of(raw, "symbol", "id"))
+
+
+def listing_rank(asset: AlpacaAsset) -> tuple[bool, bool, str, str]:
+    """Which of two listings of one symbol in a feed is kept: the greater rank. Content only, never feed order
+    (Alpaca promises none): active over inactive, tradable over not, then the greater ``id``, then (the same
+    asset listed twice with different details) the greater canonical form of its attributes."""
+    canonical = json.dumps(asset.attributes_item(), sort_keys=True, default=str)
+    return (asset.status == "active", asset.tradable is True, asset.id, canonical)
 
 
 def asset_item(asset: AlpacaAsset, *, volume: int | Decimal, last_sync: str, last_pollenation: str) -> dict[str, Any]:

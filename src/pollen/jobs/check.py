@@ -2,8 +2,9 @@
 
 Rules:
 - ``assets``: exactly one item per symbol. With more, the newest ``lastPollenationDate`` is the key that stays and
-  the most recently synced content is what it holds; every other item is folded into it with ``move_sort_key``
-  (one transaction each, so a reader never sees zero items for the symbol).
+  the most recently synced content is what it holds; the items are folded into it with ``move_sort_key`` (one
+  transaction, conditional on the items being unchanged, so a reader never sees zero items for the symbol and a
+  concurrent write is not overwritten). ``--repair`` holds the sync's lease.
 - ``assets``: required attributes (``REQUIRED_ASSET_ATTRIBUTES``). ``volume`` (0), ``status`` (``inactive``
   until the next sync says otherwise) and ``lastSyncDate`` can be filled in; ``id``, ``class`` and ``exchange``
   only the next sync can restore, so they are reported.
@@ -30,10 +31,13 @@ from pollen.errors import PollenError
 from pollen.jobs.common import Clock, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import Item, ItemStore
-from pollen.report import JobReport, Stopwatch
+from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, EARNINGS_CALENDAR
 
 log = logging.getLogger(__name__)
+
+#: The lease of everything that writes ``assets`` wholesale: SyncAssets, and ``pollen check --repair``.
+ASSETS_LEASE = "sync-assets"
 
 #: Attributes a repair can fill in without upstream data.
 _FILLABLE: dict[str, Any] = {"volume": Decimal(0), "status": "inactive"}
@@ -94,17 +98,17 @@ def _fold_duplicates(store: ItemStore, symbol: str, group: list[Item], report: C
     if not repair:
         report.unrepaired += len(group) - 1
         return merged
-    for other in group:
-        if other[key_name] == newest_key:
-            continue
-        try:
-            store.move_sort_key(ASSETS.name, ASSETS.key_of(other), merged)
-            report.repaired += 1
-            log.info("folded duplicate asset item", extra={"symbol": symbol, "removed_key": other[key_name]})
-        except PollenError as exc:
-            report.unrepaired += 1
-            report.add_error(f"assets {symbol}: could not fold duplicate {other[key_name]}: {exc}")
-    return merged
+    try:
+        # One transaction over the partition as stored when it commits (a concurrent pollenation or sync is folded
+        # in, never overwritten).
+        folded = store.move_sort_key(ASSETS.name, ASSETS.key_of(merged), newest_key)
+    except PollenError as exc:
+        report.unrepaired += len(group) - 1
+        report.add_error(f"assets {symbol}: could not fold duplicates {', '.join(keys)}: {exc}")
+        return merged
+    report.repaired += len(group) - 1
+    log.info("folded duplicate asset items", extra={"symbol": symbol, "keys": keys})
+    return folded
 
 
 def _fill_missing(
@@ -191,12 +195,26 @@ def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport,
 class ConsistencyCheck:
     """`pollen check [--repair]`: both rules sets over full scans of ``assets`` and ``earningsCalendar``."""
 
-    def __init__(self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now, force_lease: bool = False
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        #: Take the lease even from a live holder (the CLI's ``--force``).
+        self.force_lease = force_lease
 
     def run(self, *, repair: bool = False, deadline: Deadline | None = None) -> CheckReport:
+        """Check (and with ``repair``, fix) both tables. A repair holds the sync's lease, so that it never writes
+        beside a running SyncAssets (whose own check would race it)."""
+        if not repair:
+            return self._run(repair=False, deadline=deadline)
+        with self.store.lease(ASSETS_LEASE, force=self.force_lease) as lease:
+            report = self._run(repair=True, deadline=deadline)
+        note_lease(report, lease)
+        return report
+
+    def _run(self, *, repair: bool, deadline: Deadline | None) -> CheckReport:
         watch = Stopwatch()
         report = CheckReport(repair=repair)
         now_iso = timestamp(self.clock())

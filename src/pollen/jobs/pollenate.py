@@ -7,7 +7,8 @@
    others go on; the result names every table's outcome. ``{}`` from the API (no data) and ``Error Message``
    (NotFound) mean there is nothing to write, which is a success. Invalid reports are counted and skipped.
 3. Only when all five succeeded: ``move_sort_key`` to the new ``lastPollenationDate`` (delete old key, put new
-   key, one transaction). Otherwise the asset keeps its key and stays due.
+   key, one transaction, conditional on the asset being unchanged since the store read it: a sync that wrote
+   meanwhile is moved along, never overwritten). Otherwise the asset keeps its key and stays due.
 4. Calendar entries of the symbol dated on or before the pollenation day get ``pollenatedAt`` (processed).
 
 QuotaExhausted, AuthError and ConfigError end the run (the asset stays due); other errors stay with their table.
@@ -385,10 +386,11 @@ class PollenateAsset:
             result.status = "pollenated"
             result.last_pollenation = str(current[SORT_KEY])
             return
-        new_item = {**current, SORT_KEY: now_iso}
         try:
             with self.metrics.timer("MoveDuration", job=JOB):
-                self.store.move_sort_key(ASSETS.name, ASSETS.key_of(current), new_item)
+                # Moves whatever the asset holds now (a sync may have written since it was read), never the copy
+                # read above; a concurrent newer pollenation date is kept.
+                moved = self.store.move_sort_key(ASSETS.name, ASSETS.key_of(current), now_iso)
         except PollenError as exc:
             if exc.exit_code == 2:
                 raise
@@ -397,7 +399,7 @@ class PollenateAsset:
             return
         result.ok = True
         result.status = "pollenated"
-        result.last_pollenation = now_iso
+        result.last_pollenation = str(moved[SORT_KEY])
 
     def _mark_calendar(self, result: AssetResult, symbol: str, previous: str, now_iso: str) -> None:
         """Mark the symbol's calendar entries up to today as processed (bookkeeping; failures only logged)."""

@@ -4,6 +4,9 @@
   read first), so the sync never moves an asset in the pollenation order.
 - Items whose content is unchanged are not sent at all (and keep their ``lastSyncDate``); the store compares
   again on its side.
+- A symbol listed more than once keeps the listing of the greatest :func:`pollen.domain.assets.listing_rank`
+  (active, tradable, greatest ``id``): the feed's order never decides, so the same feed in another order writes
+  nothing new.
 - An asset stored as active and missing from Alpaca's active list is kept with ``status = "inactive"``. A feed
   that would deactivate more than half of the active assets is treated as a bad feed: nothing is deactivated.
 - Writes go in chunks; when the deadline comes the run stops between chunks and reports what is left: the next
@@ -22,20 +25,20 @@ from typing import Any
 from pydantic import Field
 
 from pollen.deadline import Deadline
-from pollen.domain.assets import AlpacaAsset, asset_item, parse_asset
+from pollen.domain.assets import AlpacaAsset, asset_item, listing_rank, parse_asset
 from pollen.domain.values import is_valid_symbol, timestamp
 from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
-from pollen.jobs.check import CheckReport, check_assets, scan_assets_for_check
+from pollen.jobs.check import ASSETS_LEASE, CheckReport, check_assets, scan_assets_for_check
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import AssetSource, Item, ItemStore
-from pollen.report import JobReport, Stopwatch, note_lost_lease
+from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
 log = logging.getLogger(__name__)
 
 JOB = "SyncAssets"
-LEASE = "sync-assets"
+LEASE = ASSETS_LEASE
 SORT_KEY = "lastPollenationDate"
 #: Items per store call: small enough that a deadline is checked often, large enough to keep batches full.
 WRITE_CHUNK = 500
@@ -71,8 +74,11 @@ class SyncAssets:
         metrics: MetricsRecorder,
         clock: Clock = utc_now,
         progress: Progress | None = None,
+        force_lease: bool = False,
     ) -> None:
         self.store = store
+        #: Take the lease even from a live holder (the CLI's ``--force``).
+        self.force_lease = force_lease
         self.source = source
         self.metrics = metrics
         self.clock = clock
@@ -82,10 +88,10 @@ class SyncAssets:
         deadline = deadline or Deadline.never()
         watch = Stopwatch()
         report = SyncAssetsReport(sync_time=timestamp(self.clock()))
-        lease_s = min(deadline.remaining_s(), 900.0) + 60.0
-        with self.store.lease(LEASE, lease_s) as lease, self.metrics.timer("SyncDuration", job=JOB):
+        # A short lease, renewed while the run lasts: a crash blocks the next run for one TTL at most.
+        with self.store.lease(LEASE, force=self.force_lease) as lease, self.metrics.timer("SyncDuration", job=JOB):
             self._run(report, deadline)
-        note_lost_lease(report, lease.lost)
+        note_lease(report, lease)
         report.duration_s = watch.elapsed_s
         self.metrics.count("AssetsWritten", report.written, job=JOB)
         self.metrics.count("AssetsUnchanged", report.unchanged, job=JOB)
@@ -148,8 +154,11 @@ class SyncAssets:
                 report.add_error(str(exc))
                 log.warning("invalid asset skipped", extra={"error": str(exc)})
                 continue
-            if asset.symbol in assets:
-                report.duplicates += 1  # the last one listed wins
+            kept = assets.get(asset.symbol)
+            if kept is not None:
+                report.duplicates += 1
+                if listing_rank(kept) >= listing_rank(asset):
+                    continue
             assets[asset.symbol] = asset
         return assets, seen
 

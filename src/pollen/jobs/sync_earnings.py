@@ -24,7 +24,7 @@ from pollen.errors import InvalidRecord, PollenError
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore
-from pollen.report import JobReport, Stopwatch, note_lost_lease
+from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import EARNINGS_CALENDAR
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,11 @@ class SyncEarningsCalendar:
         *,
         metrics: MetricsRecorder,
         clock: Clock = utc_now,
+        force_lease: bool = False,
     ) -> None:
         self.store = store
+        #: Take the lease even from a live holder (the CLI's ``--force``).
+        self.force_lease = force_lease
         self.source = source
         self.metrics = metrics
         self.clock = clock
@@ -92,11 +95,11 @@ class SyncEarningsCalendar:
         now = self.clock()
         report = SyncEarningsReport(horizon=horizon, sync_time=timestamp(now))
         with (
-            self.store.lease(LEASE, min(deadline.remaining_s(), 900.0) + 60.0) as lease,
+            self.store.lease(LEASE, force=self.force_lease) as lease,
             self.metrics.timer("SyncDuration", job=JOB),
         ):
             self._run(report, horizon, now.date(), deadline)
-        note_lost_lease(report, lease.lost)
+        note_lease(report, lease)
         report.duration_s = watch.elapsed_s
         for name, value in (
             ("CalendarRows", report.rows),

@@ -5,9 +5,12 @@ after every response and starts a thread per connection: each call then pays a T
 headers written in several sends (measured here: about 3.2 ms of server CPU per GetItem). waitress keeps
 connections alive, serves them from a fixed pool of threads and sends each response in one write (TCP_NODELAY): the
 same GetItem cost 2.1-2.7 ms, and a client with several connections keeps the one-core server busy.
-moto's state, routing and responses are unchanged: only the HTTP layer differs. DynamoDB itself runs with
-:mod:`pollen.local.motopatch` applied (speed-ups with byte-identical responses, for the moto version they were
-checked on only); ``--stock`` leaves moto as released, for comparisons.
+moto's state, routing and responses are unchanged: only the HTTP layer differs, and one gap is closed: moto applies
+a TransactWriteItems action by action and undoes a cancelled one by restoring a copy of the tables taken when it
+started, so a write another thread made meanwhile was lost and a reader could see half a transaction. DynamoDB
+serializes transactions with every other write; here a transaction runs alone (:class:`TransactionGate`).
+DynamoDB itself runs with :mod:`pollen.local.motopatch` applied (speed-ups with byte-identical responses, for the
+moto version they were checked on only); ``--stock`` leaves moto as released, for comparisons.
 
 Run as ``python -m pollen.local.motoserver --host 127.0.0.1 --port 5000``.
 """
@@ -19,10 +22,73 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
+from typing import Any
 
 #: Worker threads: moto is CPU-bound under one GIL, so more threads only help calls that wait (SQS long polls).
 DEFAULT_THREADS = 8
+
+
+class TransactionGate:
+    """A readers-writer lock over DynamoDB requests: a TransactWriteItems runs alone, every other request runs
+    alongside the others. Waiting transactions go first, so a steady stream of writes cannot starve them."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._alone = False
+        self._waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            while self._alone or self._waiting:
+                self._changed.wait()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._changed:
+            self._waiting += 1
+            while self._alone or self._running:
+                self._changed.wait()
+            self._waiting -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
+def gated(application: Callable[..., Iterable[bytes]], gate: TransactionGate) -> Callable[..., Iterable[bytes]]:
+    """The WSGI application with DynamoDB requests through ``gate`` (the whole response is made inside it)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith("DynamoDB_"):
+            return application(environ, start_response)
+        hold: AbstractContextManager[None] = gate.alone() if target.endswith(".TransactWriteItems") else gate.shared()
+        with hold:
+            result = application(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+
+    return app
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -53,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     # waitress logs "Task queue depth is N" whenever a request waits for a thread: expected under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _stop)
-    application = DomainDispatcherApplication(create_backend_app)
+    application = gated(DomainDispatcherApplication(create_backend_app), TransactionGate())
     waitress.serve(
         application,
         host=args.host,

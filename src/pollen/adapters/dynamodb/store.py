@@ -27,8 +27,9 @@ and by ``pollen load``) so that no second writer of the same job interleaves bet
 6. At the deadline no new request starts; whatever is not written is *failed* with the reason "deadline".
    Every failed or invalid item is named in the returned :class:`WriteReport` and put to the dead-letter sink.
 
-Where atomicity matters the store uses conditional single writes instead: the job lease (conditional put in
-``pollenControl``) and ``move_sort_key`` (one TransactWriteItems: delete-if-exists plus put, idempotency token).
+Where atomicity matters the store uses conditional writes instead: the job lease (:mod:`.lease`: conditional puts
+in ``pollenControl``) and ``move_sort_key`` (one TransactWriteItems over the whole partition, each action conditional
+on its item being unchanged since it was read; re-read and retried on a conflict; idempotency token).
 
 Reads: ``query`` goes through a GSI when given and falls back to a filtered, sorted Scan of the base table when the
 index cannot answer: it is missing or still backfilling (an error naming the index), or it keeps failing with
@@ -43,7 +44,6 @@ import hashlib
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 import uuid
@@ -68,11 +68,11 @@ from pollen.adapters.dynamodb.batching import (
 )
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.adapters.dynamodb.lease import LEASE_TTL_S, JobLease
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
 from pollen.deadline import Deadline
 from pollen.errors import (
     ConfigError,
-    LeaseHeld,
     NotFound,
     PermanentError,
     PollenError,
@@ -83,7 +83,7 @@ from pollen.observability import MetricsRecorder
 from pollen.ports import DeadLetterSink, Item, Key
 from pollen.report import JobReport
 from pollen.settings import Settings
-from pollen.tables import CONTROL, TABLES
+from pollen.tables import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,16 @@ M_GSI_MS = "GsiQueryLatency"
 M_GSI_FAILURE = "GsiQueryFailure"
 M_GSI_FALLBACK = "GsiFallback"
 M_TX_CANCELLED = "TransactionCancelled"
-M_LEASE_REFUSED = "LeaseRefused"
-M_LEASE_RENEWED = "LeaseRenewed"
-M_LEASE_RENEW_FAILED = "LeaseRenewFailure"
-M_LEASE_LOST = "LeaseLost"
+M_MOVE_CONFLICTS = "MoveConflicts"
 M_BATCH_FAILED = "BatchWriteFailures"
 M_UNITS = "WriteCapacityUnits"
 M_GSI_QUERIES = "GsiQueries"
 M_RETRY_EXHAUSTED = "RetryExhausted"
 
 M_COMPARE_SCANS = "UpsertCompareScans"
+
+#: A sort-key move that meets a concurrent write reads the partition again and retries, at most this often.
+MOVE_ATTEMPTS = 8
 
 #: At most this many items per Query page when a limit is given (without one, DynamoDB's 1 MB pages).
 QUERY_PAGE_ITEMS = 1000
@@ -1099,202 +1099,100 @@ class DynamoStore:
         message = "transaction cancelled: " + ("; ".join(parts) or str(exc))
         return TransactionCancelled(message[:500], outcomes=outcomes, code="TransactionCanceled", transient=transient)
 
-    def move_sort_key(self, table: str, old_key: Key, new_item: Item) -> None:
-        """Delete ``old_key`` and put ``new_item`` in one transaction (the delete requires the old item to exist).
-        Raises TransactionCancelled (a PollenError) naming the reason when it is cancelled."""
+    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+        """Give the item of ``key``'s partition the sort key ``new_sort``, atomically and without losing a
+        concurrent write: one TransactWriteItems that deletes every item of the partition (a second item left by a
+        race included) and puts the newest synced content (greatest ``lastSyncDate``, then sort key) under the
+        greater of ``new_sort`` and the newest stored sort key. Each action is conditional on its item being
+        unchanged since it was read (its ``contentHash`` and ``lastSyncDate``; a new key on not existing yet), so a
+        sync that wrote meanwhile is never overwritten: on such a conflict the partition is read again and the move
+        retried (``MoveConflicts``), up to ``MOVE_ATTEMPTS`` times. Returns the item as stored. Raises NotFound
+        when the partition is empty, TransactionCancelled (a PollenError) when the move keeps conflicting or is
+        cancelled for another reason."""
         info = self.table_info(table)
-        put = self.put_action(table, new_item)
-        old_wire = codec.encode_item({name: old_key[name] for name in info.key_names})
-        if codec.key_signature(old_wire, info.key_names) == codec.key_signature(put["Put"]["Item"], info.key_names):
-            put["Put"]["ConditionExpression"] = "attribute_exists(#pk)"
-            put["Put"]["ExpressionAttributeNames"] = {"#pk": info.key_names[0]}
-            self.transact_write([put])
-            return
-        self.transact_write([self.delete_action(table, old_key, must_exist=True), put])
-
-    # --- lease -----------------------------------------------------------------------------------------------------
-
-    def lease(self, job: str, ttl_s: float, *, heartbeat: bool = True) -> JobLease:
-        """Hold the job's lease for the ``with`` block, renewed in the background while the block runs (see
-        :class:`JobLease`); raises LeaseHeld when another live run holds it."""
-        return JobLease(self, job, ttl_s, heartbeat=heartbeat)
-
-
-#: The heartbeat renews a held lease every this share of its TTL: two renewals in a row may fail before it expires.
-HEARTBEAT_SHARE = 1 / 3
-#: After a failed renewal the next attempt comes this much sooner (a share of the heartbeat's interval).
-HEARTBEAT_RETRY_SHARE = 1 / 4
-#: How long releasing waits for a renewal in flight (any later renewal fails its condition: nothing is revived).
-HEARTBEAT_JOIN_S = 5.0
-
-
-class JobLease:
-    """A lock item ``{pk: "lease#<job>", sk: "lease"}`` in ``pollenControl``, taken by a conditional put that succeeds
-    only when no item exists or the existing one has expired (``expiresAt``, epoch seconds, also the table's TTL).
-
-    Inside ``with``, a heartbeat thread renews the lease every third of its TTL (conditional on still owning it), so
-    a run may outlive its TTL (``pollen load`` without a deadline) and is still never overlapped by a second run,
-    while a crashed run's lease expires within one TTL. A renewal that fails (throttling, an outage) is tried again
-    sooner (metric ``LeaseRenewFailure``). If the lease turns out to belong to another run (it expired while
-    renewals kept failing, and was taken over), or is gone at release, ``lost`` says so: logged as an error, counted
-    (``LeaseLost``), and the job puts it in its report (:func:`pollen.report.note_lost_lease`). The heartbeat stops
-    when the block ends, before the lease is released.
-    """
-
-    def __init__(self, store: DynamoStore, job: str, ttl_s: float, *, heartbeat: bool = True) -> None:
-        self.store = store
-        self.job = job
-        self.ttl_s = ttl_s
-        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-        self.key = {"pk": f"lease#{job}", "sk": "lease"}
-        self.held = False
-        #: Why the lease was lost while this run held it (another run may have overlapped), else None.
-        self.lost: str | None = None
-        self.renewals = 0
-        self.heartbeat = heartbeat
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> JobLease:
-        self.acquire()
-        if self.heartbeat:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._beat, name=f"pollen-lease-{self.job}", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.release()
-
-    def _physical(self) -> str:
-        return self.store.table_info(CONTROL.name).physical
-
-    def acquire(self) -> None:
-        now = time.time()
-        expires = now + self.ttl_s
-        item = {
-            **self.key,
-            "owner": self.owner,
-            "expiresAt": Decimal(f"{expires:.3f}"),
-            "expiresAtIso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-            "acquiredAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        }
-        try:
-            self.store.client().put_item(
-                TableName=self._physical(),
-                Item=codec.encode_item(item),
-                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
-                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate(exc, action=f"lease {self.job}") from exc
-            current = self.store.get(CONTROL.name, self.key) or {}
-            self.store.metrics.count(M_LEASE_REFUSED, job=self.job)
-            raise LeaseHeld(
-                f"job {self.job!r} is already running (lease held by {current.get('owner', 'another run')} until "
-                f"{current.get('expiresAtIso', 'its expiry')}); wait for it to finish or for the lease to expire",
-                code="LeaseHeld",
-            ) from exc
-        except (BotoCoreError, ConnectionError) as exc:
-            raise translate(exc, action=f"lease {self.job}") from exc
-        self.held = True
-        self.lost = None
-        log.info("lease taken", extra={"job": self.job, "owner": self.owner, "ttl_s": self.ttl_s})
-
-    def renew(self, ttl_s: float | None = None) -> None:
-        """Extend the lease to ``ttl_s`` (default: its TTL) from now, if this run still owns it. Raises LeaseHeld
-        with code ``LeaseLost`` when another run has taken it over (and sets ``lost``), a translated PollenError
-        (``.transient`` for throttling, 5xx, resets) when the call fails, PermanentError when it is not held."""
-        if self.lost is not None:
-            raise LeaseHeld(self.lost, code="LeaseLost")
-        if not self.held:
-            raise PermanentError(f"job {self.job!r}: the lease is not held, so it cannot be renewed", code="NotHeld")
-        expires = time.time() + (ttl_s or self.ttl_s)
-        action = f"renew lease {self.job}"
-        try:
-            self.store.client().update_item(
-                TableName=self._physical(),
-                Key=codec.encode_item(self.key),
-                UpdateExpression="SET expiresAt = :e, expiresAtIso = :iso",
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={
-                    ":e": {"N": f"{expires:.3f}"},
-                    ":iso": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))},
-                    ":me": {"S": self.owner},
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate(exc, action=action) from exc
-            if not self.held:  # released while this renewal was in flight: the release removed the item
-                raise PermanentError(f"job {self.job!r}: the lease was released", code="NotHeld") from exc
-            self._lose(f"now held by {self._holder()}")
-            raise LeaseHeld(self.lost or "lease lost", code="LeaseLost") from exc
-        except (BotoCoreError, ConnectionError) as exc:
-            raise translate(exc, action=action) from exc
-        self.renewals += 1
-        self.store.metrics.count(M_LEASE_RENEWED, job=self.job)
-
-    def _beat(self) -> None:
-        interval = max(0.05, self.ttl_s * HEARTBEAT_SHARE)
-        wait = interval
-        while not self._stop.wait(wait):
+        if len(info.key_names) != 2:
+            raise PermanentError(f"{table} has no sort key to move")
+        partition_name, sort_name = info.key_names
+        for attempt in range(1, MOVE_ATTEMPTS + 1):
+            stored = self._partition(info, key[partition_name])
+            if not stored:
+                raise NotFound(f"{table} {partition_name}={key[partition_name]}: no item to move", keys=[key])
+            content = max(stored, key=lambda i: (str(i.get(SYNC_ATTRIBUTE, "")), _sort_value(i[sort_name])))
+            target = max([new_sort, *(i[sort_name] for i in stored)], key=_sort_value)
+            item = {k: v for k, v in content.items() if k != HASH_ATTRIBUTE} | {sort_name: target}
+            if len(stored) == 1 and content[sort_name] == target:
+                return item  # already there
+            actions = [self._unchanged_action(table, info, i, item) for i in stored]
+            if not any("Put" in a for a in actions):
+                put = self.put_action(table, item)
+                put["Put"]["ConditionExpression"] = "attribute_not_exists(#k)"
+                put["Put"]["ExpressionAttributeNames"] = {"#k": partition_name}
+                actions.append(put)
             try:
-                self.renew()
-            except PollenError as exc:
-                if self._stop.is_set() or exc.code in ("LeaseLost", "NotHeld"):
-                    return
-                self.store.metrics.count(M_LEASE_RENEW_FAILED, job=self.job)
-                log.warning("could not renew the lease", extra={"job": self.job, "error": exc.message[:200]})
-                wait = interval * HEARTBEAT_RETRY_SHARE
-                continue
-            wait = interval
+                self.transact_write(actions)
+                return item
+            except TransactionCancelled as exc:
+                if not any(code == "ConditionalCheckFailed" for code, _ in exc.outcomes) or attempt == MOVE_ATTEMPTS:
+                    raise
+                self.metrics.count(M_MOVE_CONFLICTS, table=table)
+                log.info("sort-key move conflicted with a concurrent write; reading again", extra={"key": key})
+        raise AssertionError("unreachable")
 
-    def _holder(self) -> str:
-        """Who holds the lease item now (for messages; one plain read, never retried)."""
-        try:
-            response = self.store.client().get_item(
-                TableName=self._physical(), Key=codec.encode_item(self.key), ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError, ConnectionError):
-            return "another run"
-        item = response.get("Item")
-        if not item:
-            return "nobody (the lease item is gone: it expired)"
-        return str(codec.decode_item(item).get("owner", "another run"))
+    def _partition(self, info: TableInfo, value: Any) -> list[Item]:
+        """Every item of one partition, strongly consistent, with ``contentHash`` (for the move's conditions)."""
+        params: dict[str, Any] = {
+            "TableName": info.physical,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": info.key_names[0]},
+            "ExpressionAttributeValues": {":p": codec.encode_value(value)},
+            "ConsistentRead": True,
+        }
+        items: list[Item] = []
+        while True:
+            response = self._call("query", Deadline.never(), keys=[{info.key_names[0]: value}], **params)
+            items.extend(codec.decode_item(i) for i in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            params["ExclusiveStartKey"] = last
 
-    def _lose(self, how: str) -> None:
-        self.held = False
-        self.lost = f"lease of job {self.job!r} lost ({how}); another run may have overlapped this one"
-        self.store.metrics.count(M_LEASE_LOST, job=self.job)
-        log.error("lease lost", extra={"job": self.job, "owner": self.owner, "detail": how})
+    def _unchanged_action(self, table: str, info: TableInfo, stored: Item, item: Item) -> dict[str, Any]:
+        """The move's action on one stored item: a Delete, or the Put of ``item`` when it has the same key; either
+        holds only while the stored item is unchanged (same ``contentHash`` and ``lastSyncDate``)."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        parts = []
+        for n, attribute in enumerate((HASH_ATTRIBUTE, SYNC_ATTRIBUTE)):
+            names[f"#c{n}"] = attribute
+            if attribute in stored:
+                values[f":c{n}"] = codec.encode_value(stored[attribute])
+                parts.append(f"#c{n} = :c{n}")
+            else:
+                parts.append(f"attribute_not_exists(#c{n})")
+        same_key = all(stored[k] == item[k] for k in info.key_names)
+        if same_key:
+            action = self.put_action(table, item)
+        else:
+            action = self.delete_action(table, {k: stored[k] for k in info.key_names})
+        body = next(iter(action.values()))
+        body["ConditionExpression"] = " AND ".join(parts)
+        body["ExpressionAttributeNames"] = names
+        if values:
+            body["ExpressionAttributeValues"] = values
+        return action
 
-    def release(self) -> None:
-        """Stop the heartbeat, then delete the lease item if this run still owns it."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=HEARTBEAT_JOIN_S)
-        if not self.held:
-            return
-        self.held = False
-        try:
-            self.store.client().delete_item(
-                TableName=self._physical(),
-                Key=codec.encode_item(self.key),
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": {"S": self.owner}},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                self._lose(f"at release it was held by {self._holder()}")
-                return
-            log.warning("could not release lease", extra={"job": self.job, "error": str(exc)[:200]})
-        except (BotoCoreError, ConnectionError) as exc:  # it expires by itself; never mask the job's result
-            log.warning("could not release lease", extra={"job": self.job, "error": str(exc)[:200]})
+    def lease(
+        self,
+        job: str,
+        ttl_s: float = LEASE_TTL_S,
+        *,
+        heartbeat: bool = True,
+        force: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> JobLease:
+        """Hold the job's lease for the ``with`` block, renewed in the background while the block runs (see
+        :mod:`.lease`); raises LeaseHeld when another live run holds it (``force``: take it over anyway)."""
+        return JobLease(self, job, ttl_s, heartbeat=heartbeat, force=force, clock=clock)
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
