@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -66,11 +67,19 @@ from pollen.adapters.dynamodb.batching import (
     resolve_duplicates,
     take_batch,
 )
-from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
+from pollen.adapters.dynamodb.errors import MissingResource, error_code, translate
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
 from pollen.deadline import Deadline
-from pollen.errors import LeaseHeld, NotFound, PermanentError, PollenError, ThrottledError, TransientError
+from pollen.errors import (
+    ConfigError,
+    LeaseHeld,
+    PermanentError,
+    PollenError,
+    ServiceUnavailable,
+    ThrottledError,
+    TransientError,
+)
 from pollen.observability import MetricsRecorder
 from pollen.ports import DeadLetterSink, Item, Key
 from pollen.report import JobReport
@@ -120,6 +129,17 @@ WORK_UNIT = 500
 SCAN_COMPARE_MIN_ITEMS = 1_000
 #: Read units per item read by key, strongly consistent (items up to 4 KB), and bytes per unit for a Scan.
 RCU_BYTES = 4096
+
+#: DynamoDB's rule for table names.
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def check_table_name(name: str) -> None:
+    """ConfigError (exit 2) for a name DynamoDB would refuse, before any call is made."""
+    if not TABLE_NAME.match(name):
+        raise ConfigError(
+            f"illegal table name {name[:80]!r}: DynamoDB allows 3-255 characters: letters, digits, '_', '.', '-'"
+        )
 
 
 # --- reports -----------------------------------------------------------------------------------------------------
@@ -289,6 +309,9 @@ class DynamoStore:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._clients: list[Any] = []
+        #: Whether DynamoDB has answered this store at all: an endpoint that cannot be reached before that is
+        #: configuration or an outage at the start (not retried: exit 2 at once), after it an outage mid-run.
+        self._reached = False
 
     # --- plumbing --------------------------------------------------------------------------------------------------
 
@@ -336,6 +359,7 @@ class DynamoStore:
             return info
         definition = TABLES.get(table)
         if definition is not None:
+            check_table_name(self.table_prefix + table)
             info = TableInfo(
                 table,
                 self.table_prefix + table,
@@ -352,15 +376,13 @@ class DynamoStore:
 
     def _describe(self, table: str) -> TableInfo:
         candidates = [self.table_prefix + table] + ([table] if self.table_prefix else [])
+        candidates = [name for name in candidates if TABLE_NAME.match(name)] or [candidates[0]]
         for physical in candidates:
+            check_table_name(physical)
             try:
-                described = self.client().describe_table(TableName=physical)["Table"]
-            except ClientError as exc:
-                if error_code(exc) == "ResourceNotFoundException":
-                    continue
-                raise translate(exc, action=f"DescribeTable {physical}") from exc
-            except (BotoCoreError, ConnectionError) as exc:
-                raise translate(exc, action=f"DescribeTable {physical}") from exc
+                described = self._call("describe_table", Deadline.never(), TableName=physical)["Table"]
+            except MissingResource:
+                continue
             types = {a["AttributeName"]: a["AttributeType"] for a in described.get("AttributeDefinitions", [])}
 
             def schema(keys: list[dict[str, str]], types: dict[str, str] = types) -> tuple[tuple[str, str], ...]:
@@ -373,7 +395,23 @@ class DynamoStore:
                 schema(described["KeySchema"]),
                 {g["IndexName"]: schema(g["KeySchema"]) for g in described.get("GlobalSecondaryIndexes", [])},
             )
-        raise NotFound(f"table {' or '.join(dict.fromkeys(candidates))} does not exist (run `pollen tables create`)")
+        raise MissingResource(
+            f"table {' or '.join(dict.fromkeys(candidates))} does not exist (run `pollen tables create`)",
+            code="ResourceNotFoundException",
+        )
+
+    def _translate(self, exc: Exception, *, keys: Sequence[Mapping[str, Any]] = (), action: str = "") -> PollenError:
+        """:func:`.errors.translate`, plus what the store knows: whether DynamoDB has answered it before. An
+        endpoint that was never reached is not retried (exit 2, one line, at once); one that answered before and
+        is now unreachable is an outage mid-run: transient, retried, and reported like any other failure."""
+        err = translate(exc, keys=keys, action=action)
+        if isinstance(exc, ClientError):
+            self._reached = True
+        elif isinstance(err, ServiceUnavailable):
+            if self._reached:
+                return TransientError(err.message, keys=keys, code=err.code)
+            err.transient = False
+        return err
 
     def _call(
         self,
@@ -389,9 +427,11 @@ class DynamoStore:
         stalls = 0
         while True:
             try:
-                return getattr(self.client(), operation)(**params)
+                response = getattr(self.client(), operation)(**params)
+                self._reached = True
+                return response
             except (ClientError, BotoCoreError, ConnectionError) as exc:
-                err = translate(exc, keys=keys, action=_camel(operation))
+                err = self._translate(exc, keys=keys, action=_camel(operation))
                 if not err.transient:
                     raise err from exc
                 if isinstance(err, ThrottledError):
@@ -518,6 +558,8 @@ class DynamoStore:
             try:
                 stored = known if known is not None else self._stored_versions(info, records, deadline)
             except PollenError as exc:
+                if exc.exit_code == 2 and not exc.transient:  # the job cannot run at all (no table, no service)
+                    raise
                 self._fail_all(result, info, to_write, f"could not read the stored version: {exc.message}")
                 return result
             to_write = []
@@ -552,9 +594,9 @@ class DynamoStore:
         if count < SCAN_COMPARE_MIN_ITEMS:
             return None
         try:
-            described = self.client().describe_table(TableName=info.physical)["Table"]
-        except (ClientError, BotoCoreError, ConnectionError) as exc:
-            log.info("describe failed; reading by key", extra={"table": info.logical, "error": str(exc)[:200]})
+            described = self._call("describe_table", deadline, TableName=info.physical)["Table"]
+        except PollenError as exc:
+            log.info("describe failed; reading by key", extra={"table": info.logical, "error": exc.message[:200]})
             return None
         stored_items = int(described.get("ItemCount", 0))
         # A size of 0 next to a count (not refreshed yet, or an emulator): assume items like the incoming ones.
@@ -655,12 +697,15 @@ class DynamoStore:
                         response = call_json("BatchWriteItem", body)
                     else:
                         response = client.batch_write_item(RequestItems={info.physical: [w.request for w in batch]})
+                    self._reached = True
                 except (ClientError, BotoCoreError, ConnectionError) as exc:
-                    err = translate(exc, action="BatchWriteItem")
+                    err = self._translate(exc, action="BatchWriteItem")
                     self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
                     sent.batches += 1
                     self.metrics.count(M_BATCH_FAILED, table=info.logical)
                     if not err.transient:
+                        if err.exit_code == 2:  # the job cannot run at all (no table, no service)
+                            raise err from exc
                         if err.code == "ValidationException" and len(batch) > 1:
                             half = len(batch) // 2
                             suspects.extend([batch[half:], batch[:half]])
@@ -1057,11 +1102,13 @@ class DynamoStore:
         while True:
             try:
                 self.client().transact_write_items(TransactItems=list(actions), ClientRequestToken=token)
+                self._reached = True
                 return
             except ClientError as exc:
+                self._reached = True
                 err = self._transaction_error(exc, actions)
             except (BotoCoreError, ConnectionError) as exc:
-                err = translate(exc, action="TransactWriteItems")
+                err = self._translate(exc, action="TransactWriteItems")
             if not err.transient:
                 if isinstance(err, TransactionCancelled):
                     self.metrics.count(M_TX_CANCELLED)
@@ -1372,25 +1419,33 @@ def _sort_value(value: Any) -> tuple[int, Any]:
 
 
 def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) -> DynamoStore:
-    """The store for these settings: per-worker wire clients, ``write_concurrency`` workers, the ``wcu_limit``
-    ceiling, dead letters under ``settings.home / "dead-letters"``. ``options`` go to :class:`DynamoStore`
-    (``transport="boto3"`` uses boto3 clients instead of the lean wire client)."""
+    """The store for these settings: per-worker clients, ``write_concurrency`` workers, the ``wcu_limit``
+    ceiling, dead letters under ``settings.home / "dead-letters"``. ``options`` go to :class:`DynamoStore`.
+
+    ``transport``: ``"auto"`` (default) uses the lean wire client wherever it connects exactly as boto3 would
+    (botocore's endpoint, region and CA bundle) and boto3 clients where boto3 would use a proxy or a client
+    certificate; ``"wire"`` or ``"boto3"`` force one."""
     from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
     from pollen.adapters.dynamodb.wire import wire_client_factory
 
-    transport = options.pop("transport", "wire")
+    transport = options.pop("transport", "auto")
+    if transport not in ("auto", "wire", "boto3"):
+        raise ConfigError(f"unknown DynamoDB transport {transport!r}: use auto, wire or boto3")
     if "client" not in options and "client_factory" not in options:
-        if transport == "wire":
-            options["client_factory"] = wire_client_factory(
-                region=settings.region, endpoint_url=settings.dynamodb_endpoint
-            )
-        else:
+        if transport != "boto3":
+            endpoint = resolve_endpoint(region=settings.region, endpoint_url=settings.dynamodb_endpoint)
+            if transport == "auto" and endpoint.unsupported:
+                log.info("using the boto3 transport", extra={"reason": endpoint.unsupported})
+                transport = "boto3"
+        if transport == "boto3":
             options["client_factory"] = lambda: make_client(
                 "dynamodb",
                 region=settings.region,
                 endpoint_url=settings.dynamodb_endpoint,
                 max_pool_connections=max(10, settings.write_concurrency * 2),
             )
+        else:
+            options["client_factory"] = wire_client_factory(endpoint=endpoint)
     local = JsonlDeadLetters(settings.home / "dead-letters")
     if settings.dead_letter_queue_url and "dead_letters" not in options:
         sqs = make_client("sqs", region=settings.region, max_attempts=3)
