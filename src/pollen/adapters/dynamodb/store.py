@@ -400,6 +400,13 @@ class DynamoStore:
             code="ResourceNotFoundException",
         )
 
+    def require_table(self, table: str) -> TableInfo:
+        """The table's metadata, after checking with DescribeTable that it exists (MissingResource, exit 2, if not):
+        for a job that should not start without it."""
+        info = self.table_info(table)
+        self._call("describe_table", Deadline.never(), TableName=info.physical)
+        return info
+
     def _translate(self, exc: Exception, *, keys: Sequence[Mapping[str, Any]] = (), action: str = "") -> PollenError:
         """:func:`.errors.translate`, plus what the store knows: whether DynamoDB has answered it before. An
         endpoint that was never reached is not retried (exit 2, one line, at once); one that answered before and
@@ -432,6 +439,8 @@ class DynamoStore:
                 return response
             except (ClientError, BotoCoreError, ConnectionError) as exc:
                 err = self._translate(exc, keys=keys, action=_camel(operation))
+                if isinstance(err, MissingResource) and "index" not in err.message.lower():
+                    err = _missing_table(err, params)
                 if not err.transient:
                     raise err from exc
                 if isinstance(err, ThrottledError):
@@ -1337,6 +1346,16 @@ class JobLease:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _missing_table(err: MissingResource, params: Mapping[str, Any]) -> MissingResource:
+    """Name the table in a ResourceNotFoundException (DynamoDB's message does not)."""
+    names = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems", {}))
+    if not names:
+        return err
+    return MissingResource(
+        f"table {', '.join(map(str, names))} does not exist (run `pollen tables create`)", keys=err.keys, code=err.code
+    )
 
 
 def _mean_size(records: Sequence[_Record], sample: int = 16) -> int:
