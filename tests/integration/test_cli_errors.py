@@ -75,14 +75,22 @@ def _retries_recorded(env: dict[str, str]) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "reason"),
-    [("http://127.0.0.1:9", "connection refused"), ("http://dynamodb.pollen-test.invalid:8000", "unknown host")],
-    ids=["refused", "unknown host"],
+    ("dynamodb_url", "reason"),
+    [
+        ("http://127.0.0.1:9", "connection refused"),
+        ("http://dynamodb.pollen-test.invalid:8000", "unknown host"),
+        (None, "unknown host"),  # AWS's endpoint for a region that does not exist
+    ],
+    ids=["refused", "unknown host", "unknown region"],
 )
 def test_a_job_that_cannot_reach_dynamodb_exits_2_with_one_line_without_retrying(
-    pollen_env: dict[str, str], tmp_path: Path, endpoint: str, reason: str
+    pollen_env: dict[str, str], tmp_path: Path, dynamodb_url: str | None, reason: str
 ) -> None:
-    env = {**pollen_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}
+    env = {**pollen_env, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url or ""}
+    if dynamodb_url is None:
+        env.update(AWS_REGION="xx-nowhere-1", AWS_DEFAULT_REGION="xx-nowhere-1")
+        env.pop("AWS_ENDPOINT_URL_DYNAMODB")
+        env.pop("AWS_ENDPOINT_URL", None)
     result = run_pollen("load", "earnings", str(_items_file(tmp_path)), env=env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
