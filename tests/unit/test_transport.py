@@ -187,7 +187,8 @@ class TlsServer:
                 continue
 
 
-def test_the_ca_bundle_is_honoured(aws_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["AWS_CA_BUNDLE", "config file ca_bundle", "REQUESTS_CA_BUNDLE"])
+def test_the_ca_bundle_is_honoured(aws_env: pytest.MonkeyPatch, tmp_path: Path, where: str) -> None:
     cert, key = _self_signed(tmp_path)
     server = TlsServer(cert, key)
     aws_env.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"https://127.0.0.1:{server.port}")
@@ -195,7 +196,10 @@ def test_the_ca_bundle_is_honoured(aws_env: pytest.MonkeyPatch, tmp_path: Path) 
     with pytest.raises(EndpointConnectionError) as raised:
         untrusted.list_tables()
     assert "certificate" in raised.value.kwargs["error"]
-    aws_env.setenv("AWS_CA_BUNDLE", str(cert))
+    if where == "config file ca_bundle":
+        (tmp_path / "aws-config").write_text(f"[default]\nca_bundle = {cert}\n")
+    else:
+        aws_env.setenv(where, str(cert))
     client = wire_client_factory(region="us-east-1")()
     assert client.list_tables() == {"TableNames": ["t"]}
     assert server.requests == 1

@@ -1354,7 +1354,9 @@ def _missing_table(err: MissingResource, params: Mapping[str, Any]) -> MissingRe
     if not names:
         return err
     return MissingResource(
-        f"table {', '.join(map(str, names))} does not exist (run `pollen tables create`)", keys=err.keys, code=err.code
+        f"{err.message}: table {', '.join(map(str, names))} does not exist (run `pollen tables create`)",
+        keys=err.keys,
+        code=err.code,
     )
 
 
