@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.admin import ensure_tables
+from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.retry import RetryPolicy
 from pollen.adapters.dynamodb.store import DynamoStore
@@ -20,6 +21,19 @@ from pollen.tables import ASSETS, CONTROL, EARNINGS, EARNINGS_CALENDAR
 
 #: Fast retries for tests: the scenarios still need many rounds, the waits need not be long.
 FAST_RETRY = RetryPolicy(base_s=0.005, cap_s=0.2, max_stalls=12)
+
+#: The two DynamoDB transports; the store tests (tests/integration/test_store*.py) run once with each (see
+#: tests/integration/conftest.py), so both are held to the same behaviour.
+TRANSPORTS = ("wire", "boto3")
+#: The transport :func:`make_store` uses: set per test by the ``store_transport`` fixture.
+current_transport = "wire"
+
+
+def client_factory(endpoint: str, transport: str | None = None) -> Any:
+    """Per-worker clients of one transport: the lean wire client or boto3's."""
+    if (transport or current_transport) == "boto3":
+        return lambda: make_client("dynamodb", region="us-east-1", endpoint_url=endpoint, max_pool_connections=16)
+    return wire_client_factory(region="us-east-1", endpoint_url=endpoint)
 
 
 @pytest.fixture
@@ -39,8 +53,9 @@ def make_store(
 ) -> DynamoStore:
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("concurrency", 4)
+    transport = options.pop("transport", None)
     return DynamoStore(
-        client_factory=wire_client_factory(region="us-east-1", endpoint_url=endpoint),
+        client_factory=client_factory(endpoint, transport),
         table_prefix=prefix,
         metrics=metrics or MetricsRecorder(),
         dead_letters=JsonlDeadLetters(home / "dead-letters", run_id="run"),
@@ -49,8 +64,8 @@ def make_store(
 
 
 @pytest.fixture
-def store(proxy: FaultProxy, tables: str, tmp_path: Path) -> Iterator[DynamoStore]:
-    with make_store(proxy.endpoint, tables, tmp_path) as built:
+def store(proxy: FaultProxy, tables: str, tmp_path: Path, store_transport: str) -> Iterator[DynamoStore]:
+    with make_store(proxy.endpoint, tables, tmp_path, transport=store_transport) as built:
         yield built
 
 

@@ -61,3 +61,60 @@ def test_secrets_never_appear_in_output_logs_or_metrics(pollen_env: dict[str, st
     written = "".join(p.read_text() for p in home.rglob("*") if p.is_file())
     for text in (ok.stdout, ok.stderr, failing.stdout, failing.stderr, written):
         assert SECRET not in text
+
+
+def _items_file(tmp_path: Path) -> Path:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"symbol": "IBM", "fiscalPeriod": "ANNUAL#2025-12-31", "x": 1}\n')
+    return path
+
+
+def _retries_recorded(env: dict[str, str]) -> bool:
+    metrics = Path(env["POLLEN_HOME"]) / "metrics.jsonl"
+    return metrics.exists() and "DynamoRetries" in metrics.read_text()
+
+
+@pytest.mark.parametrize(
+    ("dynamodb_url", "reason"),
+    [
+        ("http://127.0.0.1:9", "connection refused"),
+        ("http://dynamodb.pollen-test.invalid:8000", "unknown host"),
+        (None, "unknown host"),  # AWS's endpoint for a region that does not exist
+    ],
+    ids=["refused", "unknown host", "unknown region"],
+)
+def test_a_job_that_cannot_reach_dynamodb_exits_2_with_one_line_without_retrying(
+    pollen_env: dict[str, str], tmp_path: Path, dynamodb_url: str | None, reason: str
+) -> None:
+    env = {**pollen_env, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url or ""}
+    if dynamodb_url is None:
+        env.update(AWS_REGION="xx-nowhere-1", AWS_DEFAULT_REGION="xx-nowhere-1")
+        env.pop("AWS_ENDPOINT_URL_DYNAMODB")
+        env.pop("AWS_ENDPOINT_URL", None)
+    result = run_pollen("load", "earnings", str(_items_file(tmp_path)), env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach DynamoDB" in lines[0] and reason in lines[0], result.stderr
+    assert not _retries_recorded(env)
+
+
+@pytest.mark.parametrize(
+    ("command", "table", "message"),
+    [
+        ("load", "noSuchTable", "does not exist"),
+        ("export", "noSuchTable", "does not exist"),
+        ("load", "earnings", "does not exist"),  # pollen's own table, never created
+        ("load", "bad name!", "illegal table name"),
+        ("export", "x/y", "illegal table name"),
+    ],
+)
+def test_a_job_without_its_table_exits_2_with_one_line(
+    pollen_env: dict[str, str], tmp_path: Path, command: str, table: str, message: str
+) -> None:
+    file = _items_file(tmp_path) if command == "load" else tmp_path / "out.jsonl"
+    result = run_pollen(command, table, str(file), "--json", env=pollen_env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 2
+    assert not _retries_recorded(pollen_env)

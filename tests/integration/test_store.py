@@ -12,6 +12,7 @@ import pytest
 
 from pollen.adapters.dynamodb.codec import loads_plain
 from pollen.adapters.dynamodb.store import DynamoStore, WriteReport
+from pollen.adapters.dynamodb.wire import WireClient
 from pollen.errors import LeaseHeld, NotFound, PollenError
 from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
@@ -27,6 +28,11 @@ def test_implements_the_ports(store: DynamoStore) -> None:
     outcome: WriteOutcome = store.upsert("earnings", [])
     assert as_port is store
     assert outcome.ok and outcome.error_lines() == []
+
+
+def test_the_store_runs_on_the_transport_under_test(store: DynamoStore, store_transport: str) -> None:
+    assert isinstance(store.client(), WireClient) == (store_transport == "wire")
+    assert store.upsert("earnings", [statement(1)]).written == 1
 
 
 def test_upsert_writes_exact_values_and_skips_unchanged(store: DynamoStore, proxy: FaultProxy) -> None:

@@ -92,6 +92,7 @@ def load(
         store = build_store(runtime.settings, runtime.metrics)
         deadline = Deadline.after(deadline_s)
         with store:
+            store.require_table(table)  # no lease taken, nothing dead-lettered for a table that is not there
             lease = _load_lease(store, table, force=force)
             with lease, _progress(runtime, f"load {table}", len(items)) as bar:
                 task = bar.task_ids[0]

@@ -39,6 +39,31 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+class MissingResource(NotFound):
+    """A table (or index) that does not exist: the job cannot run, so the CLI exits 2 (CONTRACT.md)."""
+
+    exit_code = 2
+
+
+#: How botocore and the lean transport word the two usual reasons for not reaching an endpoint.
+_UNREACHABLE_REASONS = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("temporary failure in name resolution", "unknown host"),
+    ("getaddrinfo failed", "unknown host"),
+    ("unknown host", "unknown host"),
+    ("no route to host", "no route to host"),
+    ("network is unreachable", "network unreachable"),
+    ("certificate", "TLS certificate not trusted"),
+)
+
+
+def unreachable_reason(exc: EndpointConnectionError) -> str:
+    text = str(exc.kwargs.get("error", "")).lower()
+    return next((reason for phrase, reason in _UNREACHABLE_REASONS if phrase in text), "unreachable")
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
@@ -51,7 +76,10 @@ def translate(exc: Exception, *, keys: Sequence[Mapping[str, Any]] = (), action:
     if isinstance(exc, NoCredentialsError | NoRegionError):
         return ConfigError(f"{prefix}no AWS credentials or region configured ({type(exc).__name__})")
     if isinstance(exc, EndpointConnectionError):
-        return ServiceUnavailable(f"{prefix}cannot reach DynamoDB ({exc.kwargs.get('endpoint_url', '')})", keys=keys)
+        where = exc.kwargs.get("endpoint_url", "")
+        return ServiceUnavailable(
+            f"{prefix}cannot reach DynamoDB at {where}: {unreachable_reason(exc)}", keys=keys, code="Unreachable"
+        )
     if isinstance(exc, ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError | ConnectionError):
         return TransientError(f"{prefix}{type(exc).__name__}", keys=keys, code=type(exc).__name__)
     if isinstance(exc, ClientError):
@@ -64,6 +92,6 @@ def translate(exc: Exception, *, keys: Sequence[Mapping[str, Any]] = (), action:
         if code in TRANSIENT_CODES or status >= 500:
             return TransientError(text, keys=keys, code=code)
         if code == "ResourceNotFoundException":
-            return NotFound(text, keys=keys, code=code)
+            return MissingResource(text, keys=keys, code=code)
         return PermanentError(text, keys=keys, code=code)
     return TransientError(f"{prefix}{type(exc).__name__}: {exc}"[:300], keys=keys, code=type(exc).__name__)

@@ -44,6 +44,7 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
@@ -66,8 +67,8 @@ from pollen.adapters.dynamodb.batching import (
     resolve_duplicates,
     take_batch,
 )
-from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
+from pollen.adapters.dynamodb.errors import MissingResource, error_code, translate
 from pollen.adapters.dynamodb.lease import LEASE_TTL_S, JobLease
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
 from pollen.deadline import Deadline
@@ -76,6 +77,7 @@ from pollen.errors import (
     NotFound,
     PermanentError,
     PollenError,
+    ServiceUnavailable,
     ThrottledError,
     TransientError,
 )
@@ -128,6 +130,17 @@ WORK_UNIT = 500
 SCAN_COMPARE_MIN_ITEMS = 1_000
 #: Read units per item read by key, strongly consistent (items up to 4 KB), and bytes per unit for a Scan.
 RCU_BYTES = 4096
+
+#: DynamoDB's rule for table names.
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def check_table_name(name: str) -> None:
+    """ConfigError (exit 2) for a name DynamoDB would refuse, before any call is made."""
+    if not TABLE_NAME.match(name):
+        raise ConfigError(
+            f"illegal table name {name[:80]!r}: DynamoDB allows 3-255 characters: letters, digits, '_', '.', '-'"
+        )
 
 
 # --- reports -----------------------------------------------------------------------------------------------------
@@ -297,6 +310,9 @@ class DynamoStore:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._clients: list[Any] = []
+        #: Whether DynamoDB has answered this store at all: an endpoint that cannot be reached before that is
+        #: configuration or an outage at the start (not retried: exit 2 at once), after it an outage mid-run.
+        self._reached = False
 
     # --- plumbing --------------------------------------------------------------------------------------------------
 
@@ -344,6 +360,7 @@ class DynamoStore:
             return info
         definition = TABLES.get(table)
         if definition is not None:
+            check_table_name(self.table_prefix + table)
             info = TableInfo(
                 table,
                 self.table_prefix + table,
@@ -360,15 +377,13 @@ class DynamoStore:
 
     def _describe(self, table: str) -> TableInfo:
         candidates = [self.table_prefix + table] + ([table] if self.table_prefix else [])
+        candidates = [name for name in candidates if TABLE_NAME.match(name)] or [candidates[0]]
         for physical in candidates:
+            check_table_name(physical)
             try:
-                described = self.client().describe_table(TableName=physical)["Table"]
-            except ClientError as exc:
-                if error_code(exc) == "ResourceNotFoundException":
-                    continue
-                raise translate(exc, action=f"DescribeTable {physical}") from exc
-            except (BotoCoreError, ConnectionError) as exc:
-                raise translate(exc, action=f"DescribeTable {physical}") from exc
+                described = self._call("describe_table", Deadline.never(), TableName=physical)["Table"]
+            except MissingResource:
+                continue
             types = {a["AttributeName"]: a["AttributeType"] for a in described.get("AttributeDefinitions", [])}
 
             def schema(keys: list[dict[str, str]], types: dict[str, str] = types) -> tuple[tuple[str, str], ...]:
@@ -381,7 +396,30 @@ class DynamoStore:
                 schema(described["KeySchema"]),
                 {g["IndexName"]: schema(g["KeySchema"]) for g in described.get("GlobalSecondaryIndexes", [])},
             )
-        raise NotFound(f"table {' or '.join(dict.fromkeys(candidates))} does not exist (run `pollen tables create`)")
+        raise MissingResource(
+            f"table {' or '.join(dict.fromkeys(candidates))} does not exist (run `pollen tables create`)",
+            code="ResourceNotFoundException",
+        )
+
+    def require_table(self, table: str) -> TableInfo:
+        """The table's metadata, after checking with DescribeTable that it exists (MissingResource, exit 2, if not):
+        for a job that should not start without it."""
+        info = self.table_info(table)
+        self._call("describe_table", Deadline.never(), TableName=info.physical)
+        return info
+
+    def _translate(self, exc: Exception, *, keys: Sequence[Mapping[str, Any]] = (), action: str = "") -> PollenError:
+        """:func:`.errors.translate`, plus what the store knows: whether DynamoDB has answered it before. An
+        endpoint that was never reached is not retried (exit 2, one line, at once); one that answered before and
+        is now unreachable is an outage mid-run: transient, retried, and reported like any other failure."""
+        err = translate(exc, keys=keys, action=action)
+        if isinstance(exc, ClientError):
+            self._reached = True
+        elif isinstance(err, ServiceUnavailable):
+            if self._reached:
+                return TransientError(err.message, keys=keys, code=err.code)
+            err.transient = False
+        return err
 
     def _call(
         self,
@@ -397,9 +435,13 @@ class DynamoStore:
         stalls = 0
         while True:
             try:
-                return getattr(self.client(), operation)(**params)
+                response = getattr(self.client(), operation)(**params)
+                self._reached = True
+                return response
             except (ClientError, BotoCoreError, ConnectionError) as exc:
-                err = translate(exc, keys=keys, action=_camel(operation))
+                err = self._translate(exc, keys=keys, action=_camel(operation))
+                if isinstance(err, MissingResource) and "index" not in err.message.lower():
+                    err = _missing_table(err, params)
                 if not err.transient:
                     raise err from exc
                 if isinstance(err, ThrottledError):
@@ -526,6 +568,8 @@ class DynamoStore:
             try:
                 stored = known if known is not None else self._stored_versions(info, records, deadline)
             except PollenError as exc:
+                if exc.exit_code == 2 and not exc.transient:  # the job cannot run at all (no table, no service)
+                    raise
                 self._fail_all(result, info, to_write, f"could not read the stored version: {exc.message}")
                 return result
             to_write = []
@@ -560,9 +604,9 @@ class DynamoStore:
         if count < SCAN_COMPARE_MIN_ITEMS:
             return None
         try:
-            described = self.client().describe_table(TableName=info.physical)["Table"]
-        except (ClientError, BotoCoreError, ConnectionError) as exc:
-            log.info("describe failed; reading by key", extra={"table": info.logical, "error": str(exc)[:200]})
+            described = self._call("describe_table", deadline, TableName=info.physical)["Table"]
+        except PollenError as exc:
+            log.info("describe failed; reading by key", extra={"table": info.logical, "error": exc.message[:200]})
             return None
         stored_items = int(described.get("ItemCount", 0))
         # A size of 0 next to a count (not refreshed yet, or an emulator): assume items like the incoming ones.
@@ -663,12 +707,15 @@ class DynamoStore:
                         response = call_json("BatchWriteItem", body)
                     else:
                         response = client.batch_write_item(RequestItems={info.physical: [w.request for w in batch]})
+                    self._reached = True
                 except (ClientError, BotoCoreError, ConnectionError) as exc:
-                    err = translate(exc, action="BatchWriteItem")
+                    err = self._translate(exc, action="BatchWriteItem")
                     self.metrics.timing_ms(M_BATCH_MS, (time.perf_counter() - started) * 1000, table=info.logical)
                     sent.batches += 1
                     self.metrics.count(M_BATCH_FAILED, table=info.logical)
                     if not err.transient:
+                        if err.exit_code == 2:  # the job cannot run at all (no table, no service)
+                            raise err from exc
                         if err.code == "ValidationException" and len(batch) > 1:
                             half = len(batch) // 2
                             suspects.extend([batch[half:], batch[:half]])
@@ -1065,11 +1112,13 @@ class DynamoStore:
         while True:
             try:
                 self.client().transact_write_items(TransactItems=list(actions), ClientRequestToken=token)
+                self._reached = True
                 return
             except ClientError as exc:
+                self._reached = True
                 err = self._transaction_error(exc, actions)
             except (BotoCoreError, ConnectionError) as exc:
-                err = translate(exc, action="TransactWriteItems")
+                err = self._translate(exc, action="TransactWriteItems")
             if not err.transient:
                 if isinstance(err, TransactionCancelled):
                     self.metrics.count(M_TX_CANCELLED)
@@ -1198,6 +1247,18 @@ class DynamoStore:
 # --- helpers -----------------------------------------------------------------------------------------------------
 
 
+def _missing_table(err: MissingResource, params: Mapping[str, Any]) -> MissingResource:
+    """Name the table in a ResourceNotFoundException (DynamoDB's message does not)."""
+    names = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems", {}))
+    if not names:
+        return err
+    return MissingResource(
+        f"{err.message}: table {', '.join(map(str, names))} does not exist (run `pollen tables create`)",
+        keys=err.keys,
+        code=err.code,
+    )
+
+
 def _mean_size(records: Sequence[_Record], sample: int = 16) -> int:
     """DynamoDB size of the records' items, averaged over a few spread across them (at least 1 byte)."""
     step = max(1, len(records) // sample)
@@ -1278,29 +1339,37 @@ def _sort_value(value: Any) -> tuple[int, Any]:
 
 
 def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) -> DynamoStore:
-    """The store for these settings: per-worker wire clients, ``write_concurrency`` workers, the ``wcu_limit``
+    """The store for these settings: per-worker clients, ``write_concurrency`` workers, the ``wcu_limit``
     ceiling, dead letters under ``settings.home / "dead-letters"`` (or to the SQS queue of
     POLLEN_DEAD_LETTER_QUEUE_URL, the local files then catching what SQS refuses). ``options`` go to
-    :class:`DynamoStore` (``transport="boto3"`` uses boto3 clients instead of the lean wire client);
-    ``durable_dead_letters=True`` (Lambda, where /tmp does not survive) requires the queue and has no local fallback:
-    dead letters SQS does not take fail the call."""
+    :class:`DynamoStore`; ``durable_dead_letters=True`` (Lambda, where /tmp does not survive) requires the queue and
+    has no local fallback: dead letters SQS does not take fail the call.
+
+    ``transport``: ``"auto"`` (default) uses the lean wire client wherever it connects exactly as boto3 would
+    (botocore's endpoint, region and CA bundle) and boto3 clients where boto3 would use a proxy or a client
+    certificate; ``"wire"`` or ``"boto3"`` force one."""
     from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
     from pollen.adapters.dynamodb.wire import wire_client_factory
 
-    transport = options.pop("transport", "wire")
+    transport = options.pop("transport", "auto")
+    if transport not in ("auto", "wire", "boto3"):
+        raise ConfigError(f"unknown DynamoDB transport {transport!r}: use auto, wire or boto3")
     durable = bool(options.pop("durable_dead_letters", False))
     if "client" not in options and "client_factory" not in options:
-        if transport == "wire":
-            options["client_factory"] = wire_client_factory(
-                region=settings.region, endpoint_url=settings.dynamodb_endpoint
-            )
-        else:
+        if transport != "boto3":
+            endpoint = resolve_endpoint(region=settings.region, endpoint_url=settings.dynamodb_endpoint)
+            if transport == "auto" and endpoint.unsupported:
+                log.info("using the boto3 transport", extra={"reason": endpoint.unsupported})
+                transport = "boto3"
+        if transport == "boto3":
             options["client_factory"] = lambda: make_client(
                 "dynamodb",
                 region=settings.region,
                 endpoint_url=settings.dynamodb_endpoint,
                 max_pool_connections=max(10, settings.write_concurrency * 2),
             )
+        else:
+            options["client_factory"] = wire_client_factory(endpoint=endpoint)
     if durable and "dead_letters" not in options and not settings.dead_letter_queue_url:
         raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: in Lambda, dead letters need the queue")
     local = None if durable else JsonlDeadLetters(settings.home / "dead-letters")

@@ -14,6 +14,14 @@ except that binary values come back base64-encoded (the codec accepts both), plu
 written as JSON, and raises botocore's ``ClientError`` for service errors, so the store and
 :func:`pollen.adapters.dynamodb.errors.translate` treat both clients alike.
 
+Where and how it connects follows botocore (:func:`.client.resolve_endpoint`): the endpoint URL and region that a
+boto3 client built from the same settings would use (``AWS_ENDPOINT_URL*``, the config file, FIPS, dual-stack, the
+China partition) and its CA bundle; where boto3 would go through a proxy or present a client certificate, the store
+uses the boto3 transport instead. A keep-alive connection that the server closed while it was idle is replaced before
+the next request, and a request that such a connection loses before any byte of an answer is sent once more on a new
+one, as urllib3 does for boto3. A connection that cannot be opened (refused, unknown host) raises botocore's
+``EndpointConnectionError``, like boto3.
+
 Not thread-safe: the store gives each worker thread its own client.
 """
 
@@ -23,6 +31,7 @@ import base64
 import hashlib
 import hmac
 import json
+import select
 import socket
 import ssl
 import time
@@ -32,10 +41,10 @@ from urllib.parse import quote, urlsplit
 
 import boto3
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
 from botocore.utils import normalize_url_path
 
-from pollen.adapters.dynamodb.client import LOCAL_CREDENTIALS
+from pollen.adapters.dynamodb.client import LOCAL_CREDENTIALS, Endpoint, is_loopback, resolve_endpoint
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -138,6 +147,8 @@ class HttpConnection:
                 self.sock.close()
                 raise
         self._buffer = bytearray()
+        #: Whether any byte of the current exchange's response has arrived.
+        self.answered = False
 
     @staticmethod
     def _connect(host: str, port: int, timeout_s: float) -> socket.socket:
@@ -158,10 +169,21 @@ class HttpConnection:
     def close(self) -> None:
         self.sock.close()
 
+    def dropped(self) -> bool:
+        """Whether an idle connection is unusable: readable (the server closed it, or sent something unasked)."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     def exchange(self, request: bytes, timeout_s: float) -> tuple[int, bytes, bool]:
         """Send one request; returns (status, body, whether the server closes the connection)."""
         self.sock.settimeout(timeout_s)
         self._buffer.clear()
+        self.answered = False
         self.sock.sendall(request)
         while True:
             version, status, headers = self._read_head()
@@ -187,6 +209,7 @@ class HttpConnection:
         chunk = self.sock.recv(65536)
         if not chunk:
             raise ConnectionError("the server closed the connection before the response was complete")
+        self.answered = True
         self._buffer += chunk
 
     def _read_head(self) -> tuple[str, int, dict[str, str]]:
@@ -248,6 +271,7 @@ class HttpConnection:
                 body = bytes(self._buffer)
                 self._buffer.clear()
                 return body
+            self.answered = True
             self._buffer += chunk
 
 
@@ -261,8 +285,34 @@ def _literal_family(host: str) -> socket.AddressFamily | None:
     return None
 
 
+class _NoCredentials:
+    """What a client holds when the environment has no credentials: every call fails with NoCredentialsError."""
+
+    def get_frozen_credentials(self) -> None:
+        return None
+
+
+#: Errors of a request on a reused connection that say the server had closed it (with no byte of an answer sent).
+_CLOSED_ERRORS = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
+
+def session_credentials(endpoint_url: str, session: Any = None) -> Any:
+    """The botocore session's credentials (refreshing ones included); without any, dummy credentials for a loopback
+    endpoint (the embedded stack), else an object whose calls raise NoCredentialsError."""
+    credentials = (session or boto3.session.Session()).get_credentials()
+    if credentials is not None:
+        return credentials
+    if is_loopback(endpoint_url):
+        return Credentials(LOCAL_CREDENTIALS["aws_access_key_id"], LOCAL_CREDENTIALS["aws_secret_access_key"])
+    return _NoCredentials()
+
+
 class WireClient:
-    """DynamoDB over one HTTP(S) keep-alive connection; method names as boto3's (``batch_write_item`` ...)."""
+    """DynamoDB over one HTTP(S) keep-alive connection; method names as boto3's (``batch_write_item`` ...).
+
+    ``endpoint_url`` is used as given; without it the endpoint, region and CA bundle are botocore's
+    (:func:`.client.resolve_endpoint`). ``verify``: a CA bundle path, True for botocore's default bundle, False
+    for no verification."""
 
     def __init__(
         self,
@@ -270,11 +320,15 @@ class WireClient:
         region: str = "us-east-1",
         endpoint_url: str | None = None,
         credentials: Any = None,
+        verify: str | bool = True,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
     ) -> None:
+        if endpoint_url is None:
+            resolved = resolve_endpoint(region=region)
+            endpoint_url, region, verify = resolved.url, resolved.region, resolved.verify
         self.region = region
-        self.endpoint_url = (endpoint_url or f"https://dynamodb.{region}.amazonaws.com").rstrip("/")
+        self.endpoint_url = endpoint_url.rstrip("/")
         parts = urlsplit(self.endpoint_url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
@@ -287,29 +341,25 @@ class WireClient:
             host_header += f":{parts.port}"
         self._signer = SigV4Signer(host=host_header, path=self._path, region=region)
         self._request_line = f"POST {self._path} HTTP/1.1\r\n".encode("ascii")
-        if credentials is None:
-            credentials = boto3.session.Session().get_credentials()
-            if credentials is None:
-                if endpoint_url is None:
-                    raise NoCredentialsError()
-                credentials = Credentials(
-                    LOCAL_CREDENTIALS["aws_access_key_id"], LOCAL_CREDENTIALS["aws_secret_access_key"]
-                )
-        self._credentials = credentials
+        self._credentials = credentials if credentials is not None else session_credentials(self.endpoint_url)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self._ssl_context: ssl.SSLContext | None = None
         if self._https:
-            self._ssl_context = ssl.create_default_context()
-            self._ssl_context.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = _ssl_context(verify)
         self._conn: HttpConnection | None = None
+        #: Requests sent once more because the server had closed the idle connection they went out on.
+        self.resent = 0
 
-    def _connection(self) -> HttpConnection:
-        if self._conn is None:
-            self._conn = HttpConnection(
+    def _open(self, operation: str) -> HttpConnection:
+        try:
+            return HttpConnection(
                 self._host, self._port, ssl_context=self._ssl_context, connect_timeout_s=self.connect_timeout_s
             )
-        return self._conn
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(endpoint_url=self.endpoint_url) from exc
+        except OSError as exc:  # refused, unknown host, no route, TLS handshake refused
+            raise EndpointConnectionError(endpoint_url=self.endpoint_url, error=_reason(exc)) from exc
 
     def close(self) -> None:
         if self._conn is not None:
@@ -317,7 +367,8 @@ class WireClient:
             self._conn = None
 
     def call(self, operation: str, params: dict[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
-        """One DynamoDB API call; returns the parsed JSON response or raises ClientError / ConnectionError."""
+        """One DynamoDB API call; returns the parsed JSON response or raises ClientError, botocore's
+        EndpointConnectionError (cannot connect) or ConnectionError (the connection broke)."""
         return self.call_json(operation, _BODY_JSON.encode(params), timeout_s=timeout_s)
 
     def call_json(self, operation: str, text: str, *, timeout_s: float | None = None) -> dict[str, Any]:
@@ -332,17 +383,40 @@ class WireClient:
         request = b"".join(
             (self._request_line, head.encode("latin-1"), b"Content-Length: %d\r\n\r\n" % len(body), body)
         )
-        try:
-            conn = self._connection()
-            status, payload, will_close = conn.exchange(request, timeout_s or self.read_timeout_s)
-            if will_close:
-                self.close()
-        except OSError as exc:
-            self.close()
-            raise ConnectionError(f"{operation}: {type(exc).__name__}: {exc}"[:200]) from exc
+        status, payload = self._exchange(operation, request, timeout_s or self.read_timeout_s)
         if status == 200:
             return dict(json.loads(payload))
         raise self._error(operation, status, payload)
+
+    def _exchange(self, operation: str, request: bytes, timeout_s: float) -> tuple[int, bytes]:
+        conn = self._conn
+        if conn is not None and conn.dropped():  # closed by the server while idle: not a failure
+            self.close()
+            conn = None
+        reused = conn is not None
+        if conn is None:
+            conn = self._conn = self._open(operation)
+        try:
+            status, payload, will_close = conn.exchange(request, timeout_s)
+        except _CLOSED_ERRORS as exc:
+            self.close()
+            if not reused or conn.answered:
+                raise ConnectionError(f"{operation}: {type(exc).__name__}: {exc}"[:200]) from exc
+            # The server closed the idle connection as the request went out: nothing was answered, so nothing
+            # was done; send it once more on a new connection, as urllib3 does for boto3.
+            self.resent += 1
+            conn = self._conn = self._open(operation)
+            try:
+                status, payload, will_close = conn.exchange(request, timeout_s)
+            except OSError as again:
+                self.close()
+                raise ConnectionError(f"{operation}: {type(again).__name__}: {again}"[:200]) from again
+        except OSError as exc:
+            self.close()
+            raise ConnectionError(f"{operation}: {type(exc).__name__}: {exc}"[:200]) from exc
+        if will_close:
+            self.close()
+        return status, payload
 
     @staticmethod
     def _error(operation: str, status: int, payload: bytes) -> ClientError:
@@ -376,15 +450,49 @@ class WireClient:
         return method
 
 
+def _ssl_context(verify: str | bool) -> ssl.SSLContext:
+    """TLS as botocore sets it up: its CA bundle (or the one configured), or no verification."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        from botocore.httpsession import get_cert_path
+
+        context = ssl.create_default_context(cafile=str(get_cert_path(verify)))
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({exc.verify_message})"
+    return f"{type(exc).__name__}: {exc}"[:120]
+
+
 def wire_client_factory(
-    *, region: str, endpoint_url: str | None, read_timeout_s: float = 30.0
+    *,
+    region: str = "us-east-1",
+    endpoint_url: str | None = None,
+    endpoint: Endpoint | None = None,
+    read_timeout_s: float = 30.0,
 ) -> Callable[[], WireClient]:
-    """A factory for per-worker clients sharing one credentials object."""
-    session_credentials = boto3.session.Session().get_credentials()
+    """A factory for per-worker clients sharing one credentials object. ``endpoint``: botocore's resolution (see
+    :func:`.client.resolve_endpoint`), made here from ``region`` and ``endpoint_url`` when not given."""
+    resolved = endpoint or resolve_endpoint(region=region, endpoint_url=endpoint_url)
+    credentials = session_credentials(resolved.url)
 
     def factory() -> WireClient:
         return WireClient(
-            region=region, endpoint_url=endpoint_url, credentials=session_credentials, read_timeout_s=read_timeout_s
+            region=resolved.region,
+            endpoint_url=resolved.url,
+            credentials=credentials,
+            verify=resolved.verify,
+            read_timeout_s=read_timeout_s,
         )
 
     return factory
