@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
+from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
 from pollen.cli.data import LEASE_MARGIN_S
 from pollen.local.faultproxy import FaultProxy, Faults
 from tests.conftest import run_pollen
@@ -102,7 +103,7 @@ def test_a_40_second_outage_ends_at_the_deadline_with_exactly_the_unwritten_item
     report = json.loads(result.stdout)
     assert report["failed"] > 0 and report["written"] + report["failed"] == 10_000
     (dead_file,) = (Path(p) for p in report["dead_letters"])
-    dead = {key_of(loads_plain(line)) for line in dead_file.read_text().splitlines()}
+    dead = {key_of(item) for item in read_dead_letter_file(dead_file)[1]}
     with make_store(proxy.endpoint, tables, tmp_path) as store:
         stored = {key_of(item) for item in store.scan("earnings", segments=4)}
     assert len(dead) == report["failed"]

@@ -10,7 +10,7 @@ import pytest
 
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.codec import loads_plain
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
+from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters, read_dead_letter_file
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +55,6 @@ def test_a_refused_send_falls_back_to_the_local_file(endpoint: str, table_prefix
     fallback = JsonlDeadLetters(tmp_path, run_id="r1")
     sink = SqsDeadLetters(missing, client=sqs, fallback=fallback)
     sink.put("assets", {"symbol": "IBM", "lastPollenationDate": "1970-01-01T00:00:00Z"}, "throttled")
-    lines = fallback.path_for("assets").read_text().splitlines()
-    assert [loads_plain(line)["symbol"] for line in lines] == ["IBM"]
+    header, dead = read_dead_letter_file(fallback.path_for("assets"))
+    assert header == ("put", "assets") and [item["symbol"] for item in dead] == ["IBM"]
     assert sink.sent == 0

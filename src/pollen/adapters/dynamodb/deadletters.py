@@ -1,14 +1,19 @@
 """Dead-letter sinks: where items that could not be written go, in a form `pollen load` replays.
 
-The default sink writes, per table and per run, ``<home>/dead-letters/<table>-<run>.jsonl`` (one plain JSON item per
-line, numbers exact: exactly what ``pollen load`` reads) and a sibling ``<table>-<run>.reasons.jsonl`` (one
-``{"reason": ..., "item": true}`` per line, in the same order; the reason names the key). Replaying means ``pollen load <table> <file>.jsonl`` as is; an item that
-cannot be written as JSON at all (only possible for invalid input) appears in the reasons file only.
+The default sink writes, per table, run and operation, a JSON Lines file under ``<home>/dead-letters/``:
+``<table>-<run>.jsonl`` for puts and ``<table>-<run>.deletes.jsonl`` for deletes. The first line is a header that
+says what the file holds, ``{"pollenDeadLetters": {"version": 1, "operation": "put"|"delete", "table": "<table>"}}``;
+every other line is one plain JSON item (puts) or key (deletes), numbers exact. A sibling ``.reasons.jsonl`` file
+(``<table>-<run>.reasons.jsonl``, ``<table>-<run>.deletes.reasons.jsonl``) has one ``{"reason": ..., "item": true}``
+per dead letter, in the same order; the reason names the key. Replaying either file is ``pollen load <table> <file>``:
+``load`` recognises the header and puts or deletes accordingly (both idempotent). An item that cannot be written as
+JSON at all (only possible for invalid input) appears in the reasons file only.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -19,9 +24,57 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain
-from pollen.errors import PollenError
+from pollen.errors import ConfigError, PollenError
+from pollen.ports import DeadLetterOperation
 
 log = logging.getLogger(__name__)
+
+
+#: The header's only key: no item can consist of it alone (an item holds its table's key attributes, and a key
+#: attribute is a string, number or binary, never a map).
+HEADER_KEY = "pollenDeadLetters"
+FORMAT_VERSION = 1
+
+
+def header_line(table: str, operation: DeadLetterOperation) -> str:
+    return dumps_plain({HEADER_KEY: {"version": FORMAT_VERSION, "operation": operation, "table": table}})
+
+
+def read_header(value: Any) -> tuple[DeadLetterOperation, str] | None:
+    """(operation, table) when a parsed JSON line is a dead-letter file header, else None."""
+    if not isinstance(value, dict) or len(value) != 1 or not isinstance(value.get(HEADER_KEY), dict):
+        return None
+    header = value[HEADER_KEY]
+    operation = header.get("operation")
+    if operation == "put":
+        return "put", str(header.get("table", ""))
+    if operation == "delete":
+        return "delete", str(header.get("table", ""))
+    raise CodecError(f"dead-letter header with unknown operation {operation!r}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def read_dead_letter_file(path: Path) -> tuple[tuple[DeadLetterOperation, str] | None, list[Any]]:
+    """A dead-letter file's header (None for a plain JSON Lines file) and its items or keys (tests, tools)."""
+    from pollen.adapters.dynamodb.codec import loads_plain
+
+    values = [loads_plain(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    header = read_header(values[0]) if values else None
+    return header, values[1:] if header is not None else values
+
+
+def _json_line(value: Any) -> str | None:
+    """One JSON line, or None when the value has no JSON form (a set of mixed types, nesting beyond the stack).
+    Strings without a UTF-8 form (lone surrogates) are written as JSON escapes, which read back the same."""
+    try:
+        line = dumps_plain(value)
+    except (CodecError, RecursionError):
+        return None
+    if not line.isascii():
+        line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    return line
 
 
 def new_run_id() -> str:
@@ -36,42 +89,60 @@ class JsonlDeadLetters:
         self.run_id = run_id or new_run_id()
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self._written: set[Path] = set()
 
-    def path_for(self, table: str) -> Path:
+    def path_for(self, table: str, operation: DeadLetterOperation = "put") -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in table)
-        return self.folder / f"{safe}-{self.run_id}.jsonl"
+        suffix = ".deletes.jsonl" if operation == "delete" else ".jsonl"
+        return self.folder / f"{safe}-{self.run_id}{suffix}"
 
-    def reasons_path_for(self, table: str) -> Path:
-        return self.path_for(table).with_suffix(".reasons.jsonl")
+    def reasons_path_for(self, table: str, operation: DeadLetterOperation = "put") -> Path:
+        return self.path_for(table, operation).with_suffix(".reasons.jsonl")
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        self.put_many(table, [(item, reason)])
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
 
-    def put_many(self, table: str, entries: Iterable[tuple[Mapping[str, Any], str]]) -> None:
-        """Append many dead letters with one open per file."""
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
+        """Append many dead letters with one open per file. A folder that cannot be written (``POLLEN_HOME`` is a
+        file, no permission, disk full) is a configuration error."""
         items: list[str] = []
         reasons: list[str] = []
         for item, reason in entries:
-            try:
-                line: str | None = dumps_plain(dict(item))
-            except CodecError:
-                line = None
+            line = _json_line(dict(item))
             if line is not None:
                 items.append(line + "\n")
-            reasons.append(dumps_plain({"reason": reason, "item": line is not None}) + "\n")
+            reasons.append((_json_line({"reason": reason, "item": line is not None}) or "{}") + "\n")
         if not reasons:
             return
+        path = self.path_for(table, operation)
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if items:
-                with self.path_for(table).open("a", encoding="utf-8") as fh:
-                    fh.writelines(items)
-            with self.reasons_path_for(table).open("a", encoding="utf-8") as fh:
-                fh.writelines(reasons)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                if items:
+                    new = not path.exists()
+                    with path.open("a", encoding="utf-8") as fh:
+                        if new:
+                            fh.write(header_line(table, operation) + "\n")
+                        fh.writelines(items)
+                with self.reasons_path_for(table, operation).open("a", encoding="utf-8") as fh:
+                    fh.writelines(reasons)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write dead letters to {self.folder}: {exc.strerror or exc} (check POLLEN_HOME); "
+                    f"{len(reasons)} {table} dead letters not kept"
+                ) from exc
             self.counts[table] = self.counts.get(table, 0) + len(reasons)
+            self._written.add(path)
 
     def files(self) -> list[Path]:
-        return [self.path_for(table) for table in sorted(self.counts) if self.path_for(table).exists()]
+        """The item files written by this sink (puts and deletes), for the report."""
+        return sorted(p for p in self._written if p.exists())
 
 
 class MemoryDeadLetters:
@@ -80,17 +151,20 @@ class MemoryDeadLetters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.entries: list[tuple[str, dict[str, Any], str]] = []
+        #: The operation of each entry, in the same order.
+        self.operations: list[DeadLetterOperation] = []
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
         with self._lock:
             self.entries.append((table, dict(item), reason))
+            self.operations.append(operation)
 
 
 class SqsDeadLetters:
     """Dead letters to an SQS queue (production, where the local disk does not outlive an invocation).
 
-    Each message body is one plain JSON item exactly as `pollen load` reads it (numbers exact); the table and the
-    reason travel as message attributes. If SQS refuses a message, it goes to ``fallback`` (and is logged), so a
+    Each message body is one plain JSON item (or, for a delete, key) exactly as `pollen load` reads it (numbers
+    exact); the table, the reason and the operation (``put`` or ``delete``) travel as message attributes. If SQS refuses a message, it goes to ``fallback`` (and is logged), so a
     dead letter is never dropped silently.
     """
 
@@ -102,20 +176,28 @@ class SqsDeadLetters:
         self.fallback = fallback
         self.sent = 0
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        self.put_many(table, [(item, reason)])
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
 
-    def put_many(self, table: str, entries: Iterable[tuple[Mapping[str, Any], str]]) -> None:
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
         pending = list(entries)
         for start in range(0, len(pending), self.BATCH):
             batch = pending[start : start + self.BATCH]
-            refused = self._send(table, batch)
+            refused = self._send(table, batch, operation)
             if refused and self.fallback is not None:
-                self.fallback.put_many(table, refused)
+                self.fallback.put_many(table, refused, operation=operation)
             elif refused:
                 raise PollenError(f"{table}: {len(refused)} dead letters refused by SQS and no fallback")
 
-    def _send(self, table: str, batch: list[tuple[Mapping[str, Any], str]]) -> list[tuple[Mapping[str, Any], str]]:
+    def _send(
+        self, table: str, batch: list[tuple[Mapping[str, Any], str]], operation: DeadLetterOperation
+    ) -> list[tuple[Mapping[str, Any], str]]:
         entries = [
             {
                 "Id": str(i),
@@ -123,6 +205,7 @@ class SqsDeadLetters:
                 "MessageAttributes": {
                     "table": {"DataType": "String", "StringValue": table},
                     "reason": {"DataType": "String", "StringValue": (reason or "unknown")[:1000]},
+                    "operation": {"DataType": "String", "StringValue": operation},
                 },
             }
             for i, (item, reason) in enumerate(batch)
