@@ -11,6 +11,7 @@ import pytest
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.codec import loads_plain
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters, read_dead_letter_file
+from pollen.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +59,12 @@ def test_a_refused_send_falls_back_to_the_local_file(endpoint: str, table_prefix
     header, dead = read_dead_letter_file(fallback.path_for("assets"))
     assert header == ("put", "assets") and [item["symbol"] for item in dead] == ["IBM"]
     assert sink.sent == 0
+
+
+def test_a_dead_letter_folder_that_cannot_be_written_is_a_configuration_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where POLLEN_HOME should be a folder")
+    sink = JsonlDeadLetters(home / "dead-letters", run_id="r1")
+    with pytest.raises(ConfigError, match="POLLEN_HOME") as caught:
+        sink.put("assets", {"symbol": "IBM", "lastPollenationDate": "1970-01-01T00:00:00Z"}, "throttled")
+    assert caught.value.exit_code == 2 and "1 assets dead letters not kept" in str(caught.value)

@@ -134,8 +134,16 @@ class ItemFailure:
     kind: str = "failed"  # or "invalid"
 
 
+#: Longer key values are cut in messages, so that a report line still shows why its item failed.
+KEY_TEXT_CHARS = 80
+
+
 def key_text(key: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in key.items()) + "}"
+    def short(value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= KEY_TEXT_CHARS else f"{text[:KEY_TEXT_CHARS]}...({len(text)} chars)"
+
+    return "{" + ", ".join(f"{k}={short(v)}" for k, v in key.items()) + "}"
 
 
 @dataclass
