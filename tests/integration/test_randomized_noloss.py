@@ -40,6 +40,8 @@ FIRST_SEED = int(os.environ.get("POLLEN_RANDOM_SEED", "0"))
 SHORT_RETRY = RetryPolicy(base_s=0.001, cap_s=0.01, max_stalls=3)
 
 Key = tuple[str, str]
+#: Totals over the runs of this session, so that the suite can show it did make items fail (and replayed them).
+STATS = {"runs": 0, "failed": 0, "runs_with_failures": 0}
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +161,9 @@ def test_random_faults_lose_nothing(suite: tuple[FaultProxy, str], endpoint: str
         proxy.faults = Faults()
         store.close()
 
+    STATS["runs"] += 1
+    STATS["failed"] += upserted.failed + deleted.failed
+    STATS["runs_with_failures"] += bool(upserted.failed or deleted.failed)
     # Every input is accounted for exactly once, and the failures are named each once.
     assert upserted.total == len(puts), where
     assert upserted.invalid == len(invalid), where
@@ -188,3 +193,11 @@ def test_random_faults_lose_nothing(suite: tuple[FaultProxy, str], endpoint: str
     # Replaying re-offers the invalid items too; they stay invalid and are not stored.
     assert final == wanted, f"{where}: table differs from the intended state after the replay ({faults})"
     reader.close()
+
+
+def test_the_runs_made_items_fail_and_replayed_them() -> None:
+    """Runs after the seeded ones: a suite whose faults never made an item fail would prove nothing."""
+    if STATS["runs"] < 20:
+        pytest.skip("only meaningful after the full set of runs")
+    print(f"randomized runs: {STATS}")
+    assert STATS["runs_with_failures"] >= STATS["runs"] // 8, STATS
