@@ -46,7 +46,7 @@ class InMemoryStore:
     """The ItemStore contract in memory: unchanged items are not rewritten (they keep lastSyncDate), an item older
     than the stored one is refused as stale, queries by partition / sort range / index, move_sort_key atomic, leases.
 
-    Faults: ``fail_upsert`` (tables whose upsert raises), ``fail_items`` (tables whose every item fails),
+    Faults: ``fail_upsert`` (tables whose upsert and delete fail every item, or raise an exit-2 error), ``fail_items`` (tables whose every item fails),
     ``fail_moves`` (move_sort_key raises; nothing changes), ``broken_indexes`` (the index query falls back to a
     scan, as the real store does).
     """
@@ -59,6 +59,8 @@ class InMemoryStore:
         self.queries: list[tuple[str, str | None]] = []
         self.scans: list[str] = []
         self.fail_upsert: dict[str, PollenError] = {}
+        #: (table, item or key, reason) of every item an injected ``fail_upsert`` failed.
+        self.dead_letters: list[tuple[str, Item, str]] = []
         self.fail_items: set[str] = set()
         self.fail_moves: PollenError | None = None
         self.leases: set[str] = set()
@@ -85,9 +87,26 @@ class InMemoryStore:
         return tuple(item[n] for n in table.key_names)
 
     # --- ItemStore ----------------------------------------------------------------------------------------------
+    def _injected(self, table: str, keys: Iterable[Mapping[str, Any]]) -> FakeWriteReport | None:
+        """``fail_upsert`` as the real store behaves: a run-ending error (exit 2) is raised, any other error fails
+        every item of the call, each named in the report (the real store also dead-letters them)."""
+        error = self.fail_upsert.get(table)
+        if error is None:
+            return None
+        if error.exit_code == 2:
+            raise error
+        report = FakeWriteReport()
+        for key in keys:
+            report.failed += 1
+            report.errors.append(f"{table} {dict(key)}: failed: {error}")
+        self.dead_letters.extend((table, dict(k), str(error)) for k in keys)
+        return report
+
     def upsert(self, table: str, items: Iterable[Item], *, deadline: Deadline | None = None) -> FakeWriteReport:
-        if table in self.fail_upsert:
-            raise self.fail_upsert[table]
+        items = list(items)
+        injected = self._injected(table, items)
+        if injected is not None:
+            return injected
         definition = TABLES[table]
         report = FakeWriteReport()
         batch: dict[tuple[Any, ...], Item] = {}
@@ -120,8 +139,10 @@ class InMemoryStore:
         return report
 
     def delete(self, table: str, keys: Iterable[Key], *, deadline: Deadline | None = None) -> FakeWriteReport:
-        if table in self.fail_upsert:
-            raise self.fail_upsert[table]
+        keys = list(keys)
+        injected = self._injected(table, keys)
+        if injected is not None:
+            return injected
         definition = TABLES[table]
         report = FakeWriteReport()
         with self._lock:

@@ -187,12 +187,11 @@ class MetricsRecorder:
             self._counts[self._dims(dimensions)][name] += value
 
     def record(self, name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:
-        """A sample (timing, size, gauge); every sample is kept, up to 99 values per metric and flush."""
+        """A sample (timing, size, gauge); every sample is kept (a flush spreads them over several documents)."""
         with self._lock:
             per_dims = self._samples[self._dims(dimensions)]
             _, values = per_dims.setdefault(name, (unit, []))
-            if len(values) < _MAX_VALUES_PER_METRIC:
-                values.append(value)
+            values.append(value)
 
     def timing_ms(self, name: str, milliseconds: float, **dimensions: str) -> None:
         self.record(name, round(milliseconds, 3), MetricUnit.Milliseconds, **dimensions)
@@ -227,11 +226,11 @@ class MetricsRecorder:
                 (name, MetricUnit.Count, [value]) for name, value in counts.get(dims, {}).items()
             ]
             entries += [(name, unit, values) for name, (unit, values) in samples.get(dims, {}).items()]
-            for start in range(0, len(entries), _MAX_METRICS_PER_DOCUMENT):
+            for document_entries in _documents(entries):
                 provider = AmazonCloudWatchEMFProvider(namespace=self.namespace, service=self.service)
                 for key, dim_value in dims:
                     provider.add_dimension(name=key, value=dim_value)
-                for name, unit, values in entries[start : start + _MAX_METRICS_PER_DOCUMENT]:
+                for name, unit, values in document_entries:
                     for sample in values:
                         provider.add_metric(name=name, unit=unit, value=sample)
                 document: dict[str, Any] = dict(provider.serialize_metric_set())
@@ -243,3 +242,24 @@ class MetricsRecorder:
                 self.sink.emit(document)
                 emitted += 1
         return emitted
+
+
+def _documents(
+    entries: list[tuple[str, MetricUnit, list[float]]],
+) -> Iterator[list[tuple[str, MetricUnit, list[float]]]]:
+    """Split one dimension set's metrics into EMF documents within Powertools' limits: at most 99 metrics per
+    document and 99 values per metric. A metric with more values continues in the next documents (one slice of it
+    per document, since two slices of one name in a document would be merged into one list)."""
+    slices = [
+        [
+            (name, unit, values[start : start + _MAX_VALUES_PER_METRIC])
+            for start in range(0, len(values), _MAX_VALUES_PER_METRIC)
+        ]
+        or [(name, unit, values)]
+        for name, unit, values in entries
+    ]
+    rounds = max((len(s) for s in slices), default=0)
+    for round_index in range(rounds):
+        layer = [s[round_index] for s in slices if round_index < len(s)]
+        for start in range(0, len(layer), _MAX_METRICS_PER_DOCUMENT):
+            yield layer[start : start + _MAX_METRICS_PER_DOCUMENT]

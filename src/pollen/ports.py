@@ -55,6 +55,21 @@ class DeadLetterSink(Protocol):
     def put(self, table: str, item: Mapping[str, Any], reason: str) -> None: ...
 
 
+#: What a dead letter asks for when replayed: put the item, or delete the item with this key.
+DeadLetterOperation = Literal["put", "delete"]
+
+
+class WriteDeadLetterSink(Protocol):
+    """The store's dead-letter sink: a :class:`DeadLetterSink` whose ``put`` also takes the ``operation`` the
+    dead letter stands for (``"put"``: ``item`` is the whole item; ``"delete"``: ``item`` is the key to delete), so
+    that a replay does the same thing. The store calls ``put_many(table, entries, operation=...)`` when the sink has
+    it (one call per upsert/delete), else ``put`` per entry."""
+
+    def put(
+        self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put"
+    ) -> None: ...
+
+
 class ItemStore(Protocol):
     """The single dispatch point for every DynamoDB call the jobs make."""
 

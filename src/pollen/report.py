@@ -32,7 +32,8 @@ class JobReport(BaseModel):
     def add_error(self, message: str) -> None:
         """Record a short error line (no secrets: callers pass messages built from keys and codes)."""
         if len(self.errors) < MAX_ERRORS:
-            self.errors.append(message[:300])
+            # Text from bad input may hold lone surrogates, which no console or file can encode: escape them.
+            self.errors.append(message[:300].encode("utf-8", "backslashreplace").decode("utf-8"))
         else:
             self.errors_omitted += 1
 

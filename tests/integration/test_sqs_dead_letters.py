@@ -21,6 +21,7 @@ from pollen.adapters.dynamodb.deadletters import (
     DeadLettersLost,
     JsonlDeadLetters,
     SqsDeadLetters,
+    read_dead_letter_file,
 )
 from pollen.adapters.dynamodb.store import build_store
 from pollen.errors import ConfigError
@@ -72,8 +73,8 @@ def test_a_refused_send_falls_back_to_the_local_file(endpoint: str, table_prefix
     fallback = JsonlDeadLetters(tmp_path, run_id="r1")
     sink = SqsDeadLetters(missing, client=sqs, fallback=fallback)
     sink.put("assets", {"symbol": "IBM", "lastPollenationDate": "1970-01-01T00:00:00Z"}, "throttled")
-    lines = fallback.path_for("assets").read_text().splitlines()
-    assert [loads_plain(line)["symbol"] for line in lines] == ["IBM"]
+    header, dead = read_dead_letter_file(fallback.path_for("assets"))
+    assert header == ("put", "assets") and [item["symbol"] for item in dead] == ["IBM"]
     assert sink.sent == 0
 
 
@@ -173,3 +174,12 @@ def _body(message: dict[str, Any]) -> str:
     if message.get("MessageAttributes", {}).get("encoding", {}).get("StringValue") == GZIP_BASE64:
         return gzip.decompress(base64.b64decode(message["Body"])).decode()
     return str(message["Body"])
+
+
+def test_a_dead_letter_folder_that_cannot_be_written_is_a_configuration_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where POLLEN_HOME should be a folder")
+    sink = JsonlDeadLetters(home / "dead-letters", run_id="r1")
+    with pytest.raises(ConfigError, match="POLLEN_HOME") as caught:
+        sink.put("assets", {"symbol": "IBM", "lastPollenationDate": "1970-01-01T00:00:00Z"}, "throttled")
+    assert caught.value.exit_code == 2 and "1 assets dead letters not kept" in str(caught.value)

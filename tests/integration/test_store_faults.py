@@ -12,6 +12,7 @@ import pytest
 
 from pollen.adapters.dynamodb import store as store_module
 from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
+from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.deadline import Deadline
 from pollen.local.faultproxy import FaultProxy, Faults
@@ -72,7 +73,8 @@ def test_three_permanent_failures_are_isolated_dead_lettered_and_replayable(
         assert all("ValidationException" in f.reason and "poison" in f.reason for f in report.failures)
         assert len(report.error_lines()) == 3
         dead_file = tmp_path / "dead-letters" / "earnings-run.jsonl"
-        dead = [loads_plain(line) for line in dead_file.read_text().splitlines()]
+        header, dead = read_dead_letter_file(dead_file)
+        assert header == ("put", "earnings")
         assert sorted(dead, key=key_of) == [items[i] for i in sorted(poisoned)]  # the whole items, exactly
         # The other 9,997 (the failing items' batch neighbours too) are written, with their content.
         assert sorted(_stored(store), key=key_of) == [item for i, item in enumerate(items) if i not in poisoned]
@@ -119,7 +121,7 @@ def test_deadline_behind_a_slow_proxy_stops_in_time_and_reports_exactly_what_is_
     assert len(failed) == report.failed == len(report.failures)
     assert all("deadline" in f.reason for f in report.failures)
     assert stored == {key_of(item) for item in items} - failed
-    dead = [loads_plain(line) for line in (tmp_path / "dead-letters" / "earnings-run.jsonl").read_text().splitlines()]
+    _, dead = read_dead_letter_file(tmp_path / "dead-letters" / "earnings-run.jsonl")
     assert {key_of(d) for d in dead} == failed
 
 

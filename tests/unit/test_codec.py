@@ -285,3 +285,17 @@ def test_content_hash_definition_is_stable() -> None:
         }
     )
     assert codec.content_hash(item, {"lastSyncDate", "contentHash"}) == "94f871fcdaa11c921c8b66cf0eaf6a66"
+
+
+def test_nesting_is_limited_to_dynamodbs_32_levels() -> None:
+    def nested(levels: int) -> Any:
+        value: Any = "leaf"
+        for level in range(levels):
+            value = [value] if level % 2 else {"m": value}
+        return value
+
+    assert codec.encode_item({"pk": "a", "deep": nested(32)})["deep"]
+    with pytest.raises(codec.CodecError, match="32 levels"):
+        codec.encode_item({"pk": "a", "deep": nested(33)})
+    with pytest.raises(codec.CodecError, match="32 levels"):
+        codec.encode_item_sized({"pk": "a", "deep": nested(5_000)})  # refused long before the stack runs out

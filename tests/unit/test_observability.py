@@ -62,3 +62,24 @@ def test_configure_logging_twice_in_one_process_logs_to_the_new_stream() -> None
     logging.getLogger("pollen.test").info("hello again")
     assert "hello again" in second.getvalue()
     assert "hello again" not in first.getvalue()
+
+
+def test_every_sample_is_flushed_across_as_many_documents_as_needed() -> None:
+    # A 12,000-asset sync sends ~480 batches: every BatchWriteLatency sample must reach CloudWatch.
+    sink = MemorySink()
+    metrics = MetricsRecorder(sink)
+    for i in range(480):
+        metrics.timing_ms("BatchWriteLatency", float(i), table="assets")
+    metrics.timing_ms("UpsertDuration", 7.0, table="assets")
+    metrics.count("DynamoWriteSuccess", 12_000, table="assets")
+    metrics.flush()
+    sent: list[float] = []
+    for document in sink.documents:
+        value = document.get("BatchWriteLatency", [])
+        values = value if isinstance(value, list) else [value]
+        assert len(values) <= 99  # Powertools' limit per metric and blob
+        sent.extend(values)
+    assert sorted(sent) == [float(i) for i in range(480)]
+    assert sum(1 for d in sink.documents if "UpsertDuration" in d) == 1
+    counts = [d["DynamoWriteSuccess"] for d in sink.documents if "DynamoWriteSuccess" in d]
+    assert counts in ([12_000], [[12_000]], [12_000.0], [[12_000.0]])

@@ -239,7 +239,8 @@ class AlphaVantageClient:
             with self._http.stream("GET", f"{self.base_url}/query", params=params) as response:
                 if response.status_code != 200:
                     raise error_for_status(response.status_code, SERVICE, response.headers)
-                lines = response.iter_lines()
+                # Line endings kept: csv needs them to keep a newline inside a quoted field.
+                lines = _lines_with_endings(response.iter_text())
                 first = next((line for line in lines if line.strip()), None)
                 if first is None:
                     raise TransientError(f"{SERVICE} sent an empty calendar", code="malformed")
@@ -256,6 +257,19 @@ class AlphaVantageClient:
                 yield from state.rows(first, lines, self.metrics)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, keys) from None
+
+
+def _lines_with_endings(chunks: Iterator[str]) -> Iterator[str]:
+    """Lines of a streamed text body with their line endings (httpx's ``iter_lines`` strips them)."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk
+        lines = pending.splitlines(keepends=True)
+        # The last piece may be a line still arriving, or a "\r" whose "\n" is in the next chunk.
+        pending = lines.pop() if lines and (not lines[-1].endswith(("\n", "\r")) or lines[-1].endswith("\r")) else ""
+        yield from lines
+    if pending:
+        yield pending
 
 
 def _bounded(lines: Iterator[str], limit: int) -> Iterator[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, read_header
 from pollen.adapters.dynamodb.lease import JobLease
 from pollen.adapters.dynamodb.store import DynamoStore, build_store
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
 from pollen.errors import ConfigError, NotFound
+from pollen.ports import DeadLetterOperation
 from pollen.report import JobReport, Stopwatch, note_lease
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 class LoadReport(JobReport):
     table: str = ""
+    #: "delete" when the file was a dead-letter file of deletes (then ``written`` counts deleted keys).
+    operation: str = "put"
     duplicates: int = 0
     stale: int = 0
     deadline_reached: bool = False
@@ -49,29 +53,72 @@ def _progress(runtime: rt.Runtime, label: str, total: int | None) -> Progress:
     return progress
 
 
+@dataclass
+class LoadFile:
+    """A file's items and what to do with them: ``put`` for a plain JSON Lines file or a dead-letter file of puts,
+    ``delete`` for a dead-letter file of deletes (its lines are keys)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    operation: DeadLetterOperation = "put"
+    #: The table named by a dead-letter file's header (None for a plain file).
+    table: str | None = None
+
+
 def read_items(path: Path, report: JobReport) -> list[dict[str, Any]]:
     """Plain JSON items, one per line; a bad line is counted invalid and named in the report."""
+    return read_load_file(path, report).items
+
+
+def read_load_file(path: Path, report: JobReport) -> LoadFile:
+    """Read a JSON Lines file line by line. A bad line (bytes that are not UTF-8, not JSON, nested beyond what
+    can be parsed, not an object) is counted invalid and named by its line number; the other lines are kept.
+    A first line that is a dead-letter header (see :mod:`pollen.adapters.dynamodb.deadletters`) sets the
+    operation."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    items: list[dict[str, Any]] = []
+    loaded = LoadFile()
+
+    def bad(number: int, why: str) -> None:
+        report.invalid += 1
+        report.add_error(f"{path.name} line {number}: {why}")
+
     with handle:
-        for number, line in enumerate(handle, start=1):
+        seen_content = False
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad(number, f"not UTF-8 (byte {exc.start + 1} of the line)")
+                continue
             if not line.strip():
                 continue
             try:
                 value = loads_plain(line)
             except (ValueError, CodecError) as exc:
-                report.invalid += 1
-                report.add_error(f"{path.name} line {number}: not valid JSON ({str(exc)[:80]})")
+                bad(number, f"not valid JSON ({str(exc)[:80]})")
+                continue
+            except RecursionError:
+                bad(number, "nested too deeply")
+                continue
+            first, seen_content = not seen_content, True
+            try:
+                header = read_header(value)
+            except CodecError as exc:
+                bad(number, exc.message)
+                continue
+            if header is not None:
+                if first:
+                    loaded.operation, loaded.table = header
+                else:
+                    bad(number, "a dead-letter header is only valid on the first line")
                 continue
             if not isinstance(value, dict):
-                report.invalid += 1
-                report.add_error(f"{path.name} line {number}: not a JSON object")
+                bad(number, "not a JSON object")
                 continue
-            items.append(value)
-    return items
+            loaded.items.append(value)
+    return loaded
 
 
 def load(
@@ -88,7 +135,10 @@ def load(
     def action() -> None:
         watch = Stopwatch()
         report = LoadReport(job="load", table=table)
-        items = read_items(file, report)
+        loaded = read_load_file(file, report)
+        items = loaded.items
+        if loaded.table is not None and loaded.table != table:
+            log.warning("dead letters of another table", extra={"file_table": loaded.table, "table": table})
         store = build_store(runtime.settings, runtime.metrics)
         deadline = Deadline.after(deadline_s)
         with store:
@@ -96,7 +146,12 @@ def load(
             lease = _load_lease(store, table, force=force)
             with lease, _progress(runtime, f"load {table}", len(items)) as bar:
                 task = bar.task_ids[0]
-                outcome = store.upsert(table, items, deadline=deadline, progress=lambda n: bar.advance(task, n))
+                if loaded.operation == "delete":
+                    report.operation = "delete"
+                    outcome = store.delete(table, items, deadline=deadline)
+                    bar.advance(task, len(items))
+                else:
+                    outcome = store.upsert(table, items, deadline=deadline, progress=lambda n: bar.advance(task, n))
         outcome.add_to(report)
         report.deadline_reached = outcome.deadline_reached
         if isinstance(store.dead_letters, JsonlDeadLetters):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -55,6 +56,8 @@ class Runtime:
     json_output: bool
     out: Console
     err: Console
+    #: The command's name without ``pollen`` ("sync assets"): the ``job`` of a report made for a failed command.
+    command: str = ""
 
     @property
     def interactive(self) -> bool:
@@ -82,6 +85,9 @@ def start(ctx: typer.Context, json_output: bool, **extra_overrides: Any) -> Runt
         settings = load_settings(**{**_overrides(ctx), **extra_overrides})
     except PollenError as exc:
         fail(str(exc), json_output=json_output, exit_code=exc.exit_code)
+    if settings.home.exists() and not settings.home.is_dir():
+        # Checked before anything runs: every command keeps state there (metrics, dead letters, checkpoints).
+        fail(f"POLLEN_HOME {settings.home} is not a folder", json_output=json_output)
     correlation_id = new_correlation_id()
     configure_logging(
         level=settings.log_level or "WARNING",
@@ -99,12 +105,14 @@ def start(ctx: typer.Context, json_output: bool, **extra_overrides: Any) -> Runt
         json_output=json_output,
         out=Console(soft_wrap=True),
         err=Console(stderr=True),
+        command=ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip() or ctx.command_path,
     )
 
 
 def run(runtime: Runtime, action: Callable[[], Any]) -> Any:
     """Run an action, turning pollen errors into exit codes; metrics are flushed whatever happens."""
     secrets = runtime.settings.secret_values()
+    started = time.monotonic()
     try:
         return action()
     except PollenError as exc:
@@ -113,6 +121,12 @@ def run(runtime: Runtime, action: Callable[[], Any]) -> Any:
             "command failed",
             extra={"error": str(exc), "error_type": type(exc).__name__},
         )
+        if exc.exit_code == 1:
+            # The command ran and failed (e.g. its upstream answered garbage): exit 1 always carries a report.
+            report = JobReport(job=runtime.command or "pollen", ok=False)
+            report.add_error(redact(str(exc), secrets))
+            report.duration_s = round(time.monotonic() - started, 3)
+            finish(runtime, report)
         fail(str(exc), json_output=runtime.json_output, exit_code=exc.exit_code, secrets=secrets)
     except KeyboardInterrupt:
         fail("interrupted", json_output=runtime.json_output, exit_code=130, secrets=secrets)

@@ -360,15 +360,9 @@ class PollenateAsset:
 
     def _write(self, result: AssetResult, table: str, items: list[Item], deadline: Deadline) -> None:
         entry = result.tables[table]
-        try:
-            with self.metrics.timer("WriteDuration", job=JOB, table=table):
-                outcome = self.store.upsert(table, items, deadline=deadline)
-        except PollenError as exc:
-            if isinstance(exc, RUN_ENDING) or exc.exit_code == 2:
-                raise
-            entry.failed += len(items)
-            self._table_failed(result, table, "failed", str(exc))
-            return
+        # The store names and dead-letters every item it does not write; what it raises ends the run.
+        with self.metrics.timer("WriteDuration", job=JOB, table=table):
+            outcome = self.store.upsert(table, items, deadline=deadline)
         entry.written += outcome.written
         entry.unchanged += outcome.unchanged
         entry.invalid += outcome.invalid

@@ -1,6 +1,6 @@
 """Replaying the dead letters of the SQS dead-letter queue (what the Lambda functions could not write).
 
-Items go back into their table (``upsert``; a ``<table>.deletes`` letter is a key deleted again), stream records
+Items go back into their table (``upsert``; a letter whose operation is ``delete`` is a key deleted again), stream records
 into the search index (``StreamSync.apply_records``: versions make a replay of an already applied record a no-op).
 A message is deleted from the queue once its batch was handled: written, or, if it fails again, handed to the
 store's (or the stream sync's) own dead letters. Stream records the index could not take stay on the queue (they
@@ -21,8 +21,6 @@ from pollen.report import JobReport
 from pollen.streams.sync import StreamSync
 
 log = logging.getLogger(__name__)
-
-DELETES_SUFFIX = ".deletes"
 
 
 class DeadLetterQueue(Protocol):
@@ -75,14 +73,14 @@ def _replay_batch(
     deadline: Deadline,
     report: ReplayReport,
 ) -> list[QueuedDeadLetter]:
-    groups: dict[tuple[str, str], list[QueuedDeadLetter]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[QueuedDeadLetter]] = defaultdict(list)
     for letter in letters:
-        groups[(letter.kind, letter.table)].append(letter)
+        groups[(letter.kind, letter.operation, letter.table)].append(letter)
     done: list[QueuedDeadLetter] = []
-    for (kind, table), group in groups.items():
+    for (kind, operation, table), group in groups.items():
         documents: list[Any] = [letter.document for letter in group]
-        if kind == ITEM and table.endswith(DELETES_SUFFIX):
-            outcome = store.delete(table.removesuffix(DELETES_SUFFIX), documents, deadline=deadline)
+        if kind == ITEM and operation == "delete":
+            outcome = store.delete(table, documents, deadline=deadline)
             report.keys_deleted += outcome.written
             _count(report, outcome)
             done += group

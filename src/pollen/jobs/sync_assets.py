@@ -218,17 +218,10 @@ class SyncAssets:
                 log.warning("sync assets stopped at the deadline", extra={"remaining": report.remaining})
                 self.metrics.count("DeadlineReached", 1, job=JOB)
                 return
-            try:
-                with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
-                    outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline)
-            except PollenError as exc:
-                if exc.exit_code == 2:  # bad configuration or credentials, unreachable service
-                    raise
-                report.failed += len(chunk)
-                report.ok = False
-                report.add_error(f"assets: {len(chunk)} items not written: {exc}")
-            else:
-                fold(report, outcome, table=ASSETS.name)
+            # The store names and dead-letters every item it does not write; what it raises ends the run.
+            with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
+                outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline)
+            fold(report, outcome, table=ASSETS.name)
             done += len(chunk)
             if self.progress is not None:
                 self.progress(done, len(items))

@@ -20,7 +20,7 @@ from typing import Literal
 from pollen.deadline import Deadline
 from pollen.domain.calendar import CALENDAR_BOOKKEEPING, calendar_item, parse_calendar_row
 from pollen.domain.values import timestamp
-from pollen.errors import InvalidRecord, PollenError
+from pollen.errors import InvalidRecord
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore
@@ -178,16 +178,9 @@ class SyncEarningsCalendar:
                 report.complete = False
                 report.add_error(f"deadline reached: {len(items) - done} calendar items left for the next run")
                 return
-            try:
-                outcome = self.store.upsert(EARNINGS_CALENDAR.name, chunk, deadline=deadline)
-            except PollenError as exc:
-                if exc.exit_code == 2:
-                    raise
-                report.failed += len(chunk)
-                report.ok = False
-                report.add_error(f"earningsCalendar: {len(chunk)} items not written: {exc}")
-            else:
-                fold(report, outcome, table=EARNINGS_CALENDAR.name)
+            # The store names and dead-letters every item it does not write; what it raises ends the run.
+            outcome = self.store.upsert(EARNINGS_CALENDAR.name, chunk, deadline=deadline)
+            fold(report, outcome, table=EARNINGS_CALENDAR.name)
             done += len(chunk)
 
     def _remove(self, stale: list[Item], report: SyncEarningsReport) -> None:
@@ -195,12 +188,7 @@ class SyncEarningsCalendar:
             # A new item may not be there: keep the old one until a run writes its replacement.
             report.add_error(f"{len(stale)} rescheduled items kept until their replacements are written")
             return
-        try:
-            outcome = self.store.delete(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(i) for i in stale])
-        except PollenError as exc:
-            report.ok = False
-            report.add_error(f"earningsCalendar: {len(stale)} stale items not removed: {exc}")
-            return
+        outcome = self.store.delete(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(i) for i in stale])
         report.stale_removed = len(stale) - outcome.failed
         if outcome.failed:
             report.ok = False

@@ -172,6 +172,12 @@ class FaultProxy:
         with self._lock:
             self._outage_until = time.monotonic() + seconds
 
+    @property
+    def in_outage(self) -> bool:
+        """Whether an outage is going on now."""
+        with self._lock:
+            return time.monotonic() < self._outage_until
+
     def end_outage(self) -> None:
         with self._lock:
             self._outage_until = 0.0

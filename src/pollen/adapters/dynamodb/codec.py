@@ -156,8 +156,13 @@ def _raw_decimal(value: Any) -> Decimal:
     return Decimal(value)
 
 
-def encode_value(value: Any) -> Any:
-    """One plain value as a DynamoDB AttributeValue (``_DROP`` for an empty set, which DynamoDB cannot hold)."""
+#: DynamoDB's limit on nested maps and lists.
+MAX_NESTING = 32
+
+
+def encode_value(value: Any, depth: int = 1) -> Any:
+    """One plain value as a DynamoDB AttributeValue (``_DROP`` for an empty set, which DynamoDB cannot hold).
+    ``depth`` is the nesting level of a map or list value (an attribute's own value is level 1)."""
     if value is None:
         return {"NULL": True}
     if isinstance(value, bool):
@@ -168,19 +173,21 @@ def encode_value(value: Any) -> Any:
         return {"N": _number(value)[0]}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"B": bytes(value)}
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_NESTING:
+        raise CodecError(f"maps and lists nested deeper than DynamoDB's {MAX_NESTING} levels")
     if isinstance(value, Mapping):
         encoded: dict[str, Any] = {}
         for key, inner in value.items():
             if not isinstance(key, str):
                 raise CodecError(f"map key {key!r} is not a string")
-            av = encode_value(inner)
+            av = encode_value(inner, depth + 1)
             if av is not _DROP:
                 encoded[key] = av
         return {"M": encoded}
     if isinstance(value, list | tuple):
         elements = []
         for inner in value:
-            av = encode_value(inner)
+            av = encode_value(inner, depth + 1)
             if av is _DROP:
                 raise CodecError("an empty set inside a list cannot be stored")
             elements.append(av)

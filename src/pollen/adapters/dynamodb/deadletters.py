@@ -1,9 +1,13 @@
 """Dead-letter sinks: where items that could not be written go, in a form `pollen load` replays.
 
-The default sink writes, per table and per run, ``<home>/dead-letters/<table>-<run>.jsonl`` (one plain JSON item per
-line, numbers exact: exactly what ``pollen load`` reads) and a sibling ``<table>-<run>.reasons.jsonl`` (one
-``{"reason": ..., "item": true}`` per line, in the same order; the reason names the key). Replaying means ``pollen load <table> <file>.jsonl`` as is; an item that
-cannot be written as JSON at all (only possible for invalid input) appears in the reasons file only.
+The default sink writes, per table, run and operation, a JSON Lines file under ``<home>/dead-letters/``:
+``<table>-<run>.jsonl`` for puts and ``<table>-<run>.deletes.jsonl`` for deletes. The first line is a header that
+says what the file holds, ``{"pollenDeadLetters": {"version": 1, "operation": "put"|"delete", "table": "<table>"}}``;
+every other line is one plain JSON item (puts) or key (deletes), numbers exact. A sibling ``.reasons.jsonl`` file
+(``<table>-<run>.reasons.jsonl``, ``<table>-<run>.deletes.reasons.jsonl``) has one ``{"reason": ..., "item": true}``
+per dead letter, in the same order; the reason names the key. Replaying either file is ``pollen load <table> <file>``:
+``load`` recognises the header and puts or deletes accordingly (both idempotent). An item that cannot be written as
+JSON at all (only possible for invalid input) appears in the reasons file only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import gzip
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -24,9 +29,57 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.errors import translate
-from pollen.errors import TransientError
+from pollen.errors import ConfigError, TransientError
+from pollen.ports import DeadLetterOperation
 
 log = logging.getLogger(__name__)
+
+
+#: The header's only key: no item can consist of it alone (an item holds its table's key attributes, and a key
+#: attribute is a string, number or binary, never a map).
+HEADER_KEY = "pollenDeadLetters"
+FORMAT_VERSION = 1
+
+
+def header_line(table: str, operation: DeadLetterOperation) -> str:
+    return dumps_plain({HEADER_KEY: {"version": FORMAT_VERSION, "operation": operation, "table": table}})
+
+
+def read_header(value: Any) -> tuple[DeadLetterOperation, str] | None:
+    """(operation, table) when a parsed JSON line is a dead-letter file header, else None."""
+    if not isinstance(value, dict) or len(value) != 1 or not isinstance(value.get(HEADER_KEY), dict):
+        return None
+    header = value[HEADER_KEY]
+    operation = header.get("operation")
+    if operation == "put":
+        return "put", str(header.get("table", ""))
+    if operation == "delete":
+        return "delete", str(header.get("table", ""))
+    raise CodecError(f"dead-letter header with unknown operation {operation!r}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def read_dead_letter_file(path: Path) -> tuple[tuple[DeadLetterOperation, str] | None, list[Any]]:
+    """A dead-letter file's header (None for a plain JSON Lines file) and its items or keys (tests, tools)."""
+    from pollen.adapters.dynamodb.codec import loads_plain
+
+    values = [loads_plain(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    header = read_header(values[0]) if values else None
+    return header, values[1:] if header is not None else values
+
+
+def _json_line(value: Any) -> str | None:
+    """One JSON line, or None when the value has no JSON form (a set of mixed types, nesting beyond the stack).
+    Strings without a UTF-8 form (lone surrogates) are written as JSON escapes, which read back the same."""
+    try:
+        line = dumps_plain(value)
+    except (CodecError, RecursionError):
+        return None
+    if not line.isascii():
+        line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    return line
 
 
 def new_run_id() -> str:
@@ -41,42 +94,60 @@ class JsonlDeadLetters:
         self.run_id = run_id or new_run_id()
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self._written: set[Path] = set()
 
-    def path_for(self, table: str) -> Path:
+    def path_for(self, table: str, operation: DeadLetterOperation = "put") -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in table)
-        return self.folder / f"{safe}-{self.run_id}.jsonl"
+        suffix = ".deletes.jsonl" if operation == "delete" else ".jsonl"
+        return self.folder / f"{safe}-{self.run_id}{suffix}"
 
-    def reasons_path_for(self, table: str) -> Path:
-        return self.path_for(table).with_suffix(".reasons.jsonl")
+    def reasons_path_for(self, table: str, operation: DeadLetterOperation = "put") -> Path:
+        return self.path_for(table, operation).with_suffix(".reasons.jsonl")
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        self.put_many(table, [(item, reason)])
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
 
-    def put_many(self, table: str, entries: Iterable[tuple[Mapping[str, Any], str]]) -> None:
-        """Append many dead letters with one open per file."""
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
+        """Append many dead letters with one open per file. A folder that cannot be written (``POLLEN_HOME`` is a
+        file, no permission, disk full) is a configuration error."""
         items: list[str] = []
         reasons: list[str] = []
         for item, reason in entries:
-            try:
-                line: str | None = dumps_plain(dict(item))
-            except CodecError:
-                line = None
+            line = _json_line(dict(item))
             if line is not None:
                 items.append(line + "\n")
-            reasons.append(dumps_plain({"reason": reason, "item": line is not None}) + "\n")
+            reasons.append((_json_line({"reason": reason, "item": line is not None}) or "{}") + "\n")
         if not reasons:
             return
+        path = self.path_for(table, operation)
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if items:
-                with self.path_for(table).open("a", encoding="utf-8") as fh:
-                    fh.writelines(items)
-            with self.reasons_path_for(table).open("a", encoding="utf-8") as fh:
-                fh.writelines(reasons)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                if items:
+                    new = not path.exists()
+                    with path.open("a", encoding="utf-8") as fh:
+                        if new:
+                            fh.write(header_line(table, operation) + "\n")
+                        fh.writelines(items)
+                with self.reasons_path_for(table, operation).open("a", encoding="utf-8") as fh:
+                    fh.writelines(reasons)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write dead letters to {self.folder}: {exc.strerror or exc} (check POLLEN_HOME); "
+                    f"{len(reasons)} {table} dead letters not kept"
+                ) from exc
             self.counts[table] = self.counts.get(table, 0) + len(reasons)
+            self._written.add(path)
 
     def files(self) -> list[Path]:
-        return [self.path_for(table) for table in sorted(self.counts) if self.path_for(table).exists()]
+        """The item files written by this sink (puts and deletes), for the report."""
+        return sorted(p for p in self._written if p.exists())
 
 
 class MemoryDeadLetters:
@@ -85,21 +156,26 @@ class MemoryDeadLetters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.entries: list[tuple[str, dict[str, Any], str]] = []
+        #: The operation of each entry, in the same order.
+        self.operations: list[DeadLetterOperation] = []
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
         with self._lock:
             self.entries.append((table, dict(item), reason))
+            self.operations.append(operation)
 
 
 #: What a dead letter holds (message attribute ``kind``): a plain item of a table (replayed into the table, or a
-#: key deleted from it when the table name ends in ``.deletes``) or a whole DynamoDB stream record (replayed into
-#: the search index).
+#: key deleted from it when the attribute ``operation`` is ``delete``) or a whole DynamoDB stream record (replayed
+#: into the search index).
 ITEM = "item"
 STREAM_RECORD = "stream-record"
 #: Our ceiling for one SQS message, body and attributes together (SQS counts both), and for one SendMessageBatch.
 SQS_MESSAGE_LIMIT = 256 * 1024
 #: Body encoding (attribute ``encoding``) of a dead letter too big for a message as plain JSON.
 GZIP_BASE64 = "gzip+base64"
+#: Deletes were once queued under the table name plus this suffix; the reader still understands them.
+LEGACY_DELETES_SUFFIX = ".deletes"
 
 
 class DeadLettersLost(TransientError):
@@ -126,7 +202,8 @@ class SqsDeadLetters:
     """Dead letters to an SQS queue (production, where the local disk does not outlive an invocation).
 
     Each message body is one plain JSON document (an item exactly as `pollen load` reads it, numbers exact, or a
-    stream record); the table, the reason and the kind travel as message attributes. A message never exceeds
+    stream record); the table, the reason, the kind and the operation (``put`` or ``delete``: a delete's body is the key) travel as
+    message attributes. A message never exceeds
     ``message_limit`` (256 KiB, body and attributes): the reason is cut to 1,000 characters, a body too big as
     plain JSON is sent gzip-compressed and base64-encoded (attribute ``encoding``), and batches are packed by size
     as well as by count. Refused entries (a failed call or SendMessageBatch's partial ``Failed``) are sent again with
@@ -168,14 +245,20 @@ class SqsDeadLetters:
         self.sent = 0
         self.retries = 0
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        self.put_many(table, [(item, reason)])
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
 
-    def put_many(self, table: str, entries: Iterable[tuple[Mapping[str, Any], str]]) -> None:
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
         pending: list[_Entry] = []
         refused: list[tuple[_Entry, str]] = []
         for item, reason in entries:
-            entry = self._entry(table, item, reason)
+            entry = self._entry(table, item, reason, operation)
             if entry.size > self.message_limit:
                 refused.append((entry, f"{entry.size} bytes even compressed: above the {self.message_limit} limit"))
             else:
@@ -185,13 +268,13 @@ class SqsDeadLetters:
         if not refused:
             return
         if self.fallback is not None:
-            self.fallback.put_many(table, [(e.item, e.reason) for e, _ in refused])
+            self.fallback.put_many(table, [(e.item, e.reason) for e, _ in refused], operation=operation)
             return
         raise DeadLettersLost(
             f"{table}: {len(refused)} dead letters could not be sent to SQS ({refused[0][1]})", code="dead-letters"
         )
 
-    def _entry(self, table: str, item: Mapping[str, Any], reason: str) -> _Entry:
+    def _entry(self, table: str, item: Mapping[str, Any], reason: str, operation: DeadLetterOperation) -> _Entry:
         try:
             body = dumps_plain(dict(item))
         except CodecError:
@@ -200,6 +283,7 @@ class SqsDeadLetters:
             "table": {"DataType": "String", "StringValue": table or "unknown"},
             "reason": {"DataType": "String", "StringValue": (reason or "unknown")[:1000]},
             "kind": {"DataType": "String", "StringValue": self.kind},
+            "operation": {"DataType": "String", "StringValue": operation},
         }
         entry = _Entry(item, reason, body, attributes)
         if entry.size > self.message_limit:
@@ -272,6 +356,7 @@ class QueuedDeadLetter:
     reason: str
     document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
     receipt: str
+    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
 
 
 class SqsDeadLetterReader:
@@ -320,13 +405,18 @@ class SqsDeadLetterReader:
             except (ValueError, OSError, CodecError) as exc:
                 errors.append(f"message {message.get('MessageId', '?')}: not a dead letter ({str(exc)[:80]})")
                 continue
+            table = attributes.get("table", "")
+            operation: DeadLetterOperation = "delete" if attributes.get("operation") == "delete" else "put"
+            if table.endswith(LEGACY_DELETES_SUFFIX):  # letters queued before the operation attribute existed
+                table, operation = table.removesuffix(LEGACY_DELETES_SUFFIX), "delete"
             letters.append(
                 QueuedDeadLetter(
-                    table=attributes.get("table", ""),
+                    table=table,
                     kind=attributes.get("kind", ITEM),
                     reason=attributes.get("reason", ""),
                     document=document,
                     receipt=str(message["ReceiptHandle"]),
+                    operation=operation,
                 )
             )
         return letters, errors

@@ -82,7 +82,7 @@ from pollen.errors import (
     TransientError,
 )
 from pollen.observability import MetricsRecorder
-from pollen.ports import DeadLetterSink, Item, Key
+from pollen.ports import DeadLetterOperation, Item, Key, WriteDeadLetterSink
 from pollen.report import JobReport
 from pollen.settings import Settings
 from pollen.tables import TABLES
@@ -155,8 +155,16 @@ class ItemFailure:
     kind: str = "failed"  # or "invalid"
 
 
+#: Longer key values are cut in messages, so that a report line still shows why its item failed.
+KEY_TEXT_CHARS = 80
+
+
 def key_text(key: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in key.items()) + "}"
+    def short(value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= KEY_TEXT_CHARS else f"{text[:KEY_TEXT_CHARS]}...({len(text)} chars)"
+
+    return "{" + ", ".join(f"{k}={short(v)}" for k, v in key.items()) + "}"
 
 
 @dataclass
@@ -268,6 +276,10 @@ class _ChunkResult:
     report: WriteReport
     dead: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
     settled: int = 0
+    #: Key signatures already counted (written, unchanged, stale, invalid or failed): what a crash leaves is the rest.
+    done: set[tuple[str, ...]] = field(default_factory=set)
+    #: An error that must end the run (configuration, unreachable service), raised once everything is accounted for.
+    fatal: PollenError | None = None
 
 
 class DynamoStore:
@@ -284,7 +296,7 @@ class DynamoStore:
         client_factory: Callable[[], Any] | None = None,
         table_prefix: str = "",
         metrics: MetricsRecorder | None = None,
-        dead_letters: DeadLetterSink | None = None,
+        dead_letters: WriteDeadLetterSink | None = None,
         concurrency: int = 4,
         wcu_limit: float | None = None,
         retry: RetryPolicy | None = None,
@@ -472,34 +484,52 @@ class DynamoStore:
         report = WriteReport(table)
         dead: list[tuple[Mapping[str, Any], str]] = []
         records: list[_Record] = []
-        for position, item in enumerate(items):
-            try:
-                records.append(self._prepare_key(info, position, item))
-            except codec.CodecError as exc:
-                key = _plain_key(item, info)
-                report.invalid += 1
-                report.failures.append(ItemFailure(key, exc.message, "invalid"))
-                dead.append((item, f"invalid {key_text(key)}: {exc.message}"))
-        if report.invalid and progress:
-            progress(report.invalid)
-        resolved = resolve_duplicates(records, key=attrgetter("signature"), version=attrgetter("sync"))
-        report.duplicates = len(resolved.losers)
-        if report.duplicates and progress:
-            progress(report.duplicates)
-        winners = resolved.winners
-        known = self._versions_by_scan(info, winners, deadline) if compare else None
-        chunk_size = WORK_UNIT
-        futures: list[Future[_ChunkResult]] = [
-            self._pool().submit(self._upsert_chunk, info, winners[i : i + chunk_size], deadline, compare, known)
-            for i in range(0, len(winners), chunk_size)
-        ]
-        for future in futures:
-            result = future.result()
-            report.merge(result.report)
-            dead.extend(result.dead)
-            if progress:
-                progress(result.settled)
-        self._dead_letter(table, dead)
+        #: Records read but not handed to a worker yet, and the workers' chunks not merged yet: what an exception
+        #: in this thread leaves unsettled.
+        unsubmitted: list[_Record] = records
+        in_flight: list[tuple[Future[_ChunkResult], Sequence[_Record]]] = []
+        fatal: PollenError | None = None
+        try:
+            for position, item in enumerate(items):
+                try:
+                    records.append(self._prepare_key(info, position, item))
+                except codec.CodecError as exc:
+                    key = _plain_key(item, info)
+                    report.invalid += 1
+                    report.failures.append(ItemFailure(key, exc.message, "invalid"))
+                    dead.append((item, f"invalid {key_text(key)}: {exc.message}"))
+            if report.invalid and progress:
+                progress(report.invalid)
+            resolved = resolve_duplicates(records, key=attrgetter("signature"), version=attrgetter("sync"))
+            report.duplicates = len(resolved.losers)
+            unsubmitted = winners = resolved.winners
+            if report.duplicates and progress:
+                progress(report.duplicates)
+            known = self._versions_by_scan(info, winners, deadline) if compare else None
+            chunk_size = WORK_UNIT
+            for i in range(0, len(winners), chunk_size):
+                chunk = winners[i : i + chunk_size]
+                in_flight.append(
+                    (self._pool().submit(self._upsert_chunk, info, chunk, deadline, compare, known), chunk)
+                )
+                unsubmitted = winners[i + chunk_size :]
+            while in_flight:
+                result = in_flight[0][0].result()
+                in_flight.pop(0)
+                report.merge(result.report)
+                dead.extend(result.dead)
+                fatal = fatal or result.fatal
+                if progress:
+                    progress(result.settled)
+        except BaseException as exc:
+            # Interrupted (or a bug in this thread): every item not settled yet is failed and dead-lettered.
+            reason = f"not written: the upsert stopped ({type(exc).__name__}: {str(exc)[:200]})"
+            self._settle_after_error(info, report, dead, unsubmitted, in_flight, reason)
+            raise
+        finally:
+            self._dead_letter(table, dead)
+        if fatal is not None:
+            raise fatal
         report.duration_s = round(time.perf_counter() - started, 3)
         self._count_report(report, "upsert")
         if not report.ok:
@@ -509,11 +539,40 @@ class DynamoStore:
             )
         return report
 
+    def _settle_after_error(
+        self,
+        info: TableInfo,
+        report: WriteReport,
+        dead: list[tuple[Mapping[str, Any], str]],
+        unsubmitted: Sequence[_Record],
+        in_flight: list[tuple[Future[_ChunkResult], Sequence[_Record]]],
+        reason: str,
+    ) -> None:
+        """Account for every item of an upsert that an exception interrupted: chunks not started are failed,
+        chunks running are waited for (a worker never leaves its chunk unsettled), the rest is failed."""
+        leftover = _ChunkResult(WriteReport(info.logical))
+        self._fail_all(leftover, info, unsubmitted, reason)
+        cancelled = [future.cancel() for future, _ in in_flight]  # all first: a worker moves on while we wait
+        for (future, chunk), was_cancelled in zip(in_flight, cancelled, strict=True):
+            if was_cancelled:
+                self._fail_all(leftover, info, chunk, reason)
+                continue
+            try:
+                result = future.result()
+            except BaseException:  # the worker itself was interrupted: its chunk's outcome is unknown
+                self._fail_all(leftover, info, chunk, reason)
+                continue
+            report.merge(result.report)
+            dead.extend(result.dead)
+        in_flight.clear()
+        report.merge(leftover.report)
+        dead.extend(leftover.dead)
+
     def _prepare_key(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
         """The cheap first pass (key and version only), enough to resolve duplicates before the workers start."""
         if not isinstance(item, Mapping):
             raise codec.CodecError(f"an item must be a JSON object, not {type(item).__name__}")
-        key_wire, signature = codec.encode_key(item, info.key_schema)
+        key_wire, signature = _guarded_encoding(codec.encode_key, item, info.key_schema)
         sync = item.get(SYNC_ATTRIBUTE)
         return _Record(
             position=position,
@@ -528,11 +587,15 @@ class DynamoStore:
 
     def _complete(self, record: _Record) -> None:
         """The full encoding, content hash and size check (done by the workers, in parallel with the I/O)."""
-        wire, size = codec.encode_item_sized(record.plain)
+        if HASH_ATTRIBUTE in record.plain:
+            raise codec.CodecError(
+                f"attribute name {HASH_ATTRIBUTE!r} is reserved: pollen stores its content hash there (rename it)"
+            )
+        wire, size = _guarded_encoding(codec.encode_item_sized, record.plain)
         size += HASH_ATTRIBUTE_BYTES + codec.HASH_CHARS
         if size > codec.MAX_ITEM_BYTES:
             raise codec.CodecError(f"item is {size} bytes, over DynamoDB's 400 KB limit")
-        digest, text = codec.add_content_hash(wire, self.bookkeeping, HASH_ATTRIBUTE)
+        digest, text = _guarded_encoding(codec.add_content_hash, wire, self.bookkeeping, HASH_ATTRIBUTE)
         record.wire, record.digest, record.size, record.json = wire, digest, size, text
 
     def _prepare(self, info: TableInfo, position: int, item: Mapping[str, Any]) -> _Record:
@@ -548,7 +611,28 @@ class DynamoStore:
         compare: bool,
         known: Mapping[tuple[str, ...], tuple[str | None, str | None]] | None = None,
     ) -> _ChunkResult:
+        """One worker's chunk. Never raises: whatever an unexpected error leaves unsettled is failed (and a
+        run-ending error is kept in ``fatal`` for the caller to raise once everything is dead-lettered)."""
         result = _ChunkResult(WriteReport(info.logical), settled=len(records))
+        try:
+            self._upsert_records(result, info, records, deadline, compare, known)
+        except Exception as exc:
+            if isinstance(exc, PollenError) and exc.exit_code == 2:
+                result.fatal = exc
+            log.exception("upsert worker failed", extra={"table": info.logical})
+            unsettled = [r for r in records if r.signature not in result.done]
+            self._fail_all(result, info, unsettled, f"not written: {type(exc).__name__}: {str(exc)[:200]}")
+        return result
+
+    def _upsert_records(
+        self,
+        result: _ChunkResult,
+        info: TableInfo,
+        records: Sequence[_Record],
+        deadline: Deadline,
+        compare: bool,
+        known: Mapping[tuple[str, ...], tuple[str | None, str | None]] | None,
+    ) -> None:
         valid: list[_Record] = []
         for record in records:
             try:
@@ -557,13 +641,14 @@ class DynamoStore:
                 result.report.invalid += 1
                 result.report.failures.append(ItemFailure(record.key, exc.message, "invalid"))
                 result.dead.append((record.plain, f"invalid {key_text(record.key)}: {exc.message}"))
+                result.done.add(record.signature)
                 continue
             valid.append(record)
         records = valid
         to_write: list[_Record] = list(records)
         if deadline.expired():
             self._fail_all(result, info, to_write, "deadline reached before the item was sent", deadline=True)
-            return result
+            return
         if compare:
             try:
                 stored = known if known is not None else self._stored_versions(info, records, deadline)
@@ -571,14 +656,16 @@ class DynamoStore:
                 if exc.exit_code == 2 and not exc.transient:  # the job cannot run at all (no table, no service)
                     raise
                 self._fail_all(result, info, to_write, f"could not read the stored version: {exc.message}")
-                return result
+                return
             to_write = []
             for record in records:
                 current = stored.get(record.signature)
                 if current is not None and current[0] == record.digest:
                     result.report.unchanged += 1
+                    result.done.add(record.signature)
                 elif current is not None and record.sync and current[1] and record.sync < current[1]:
                     result.report.stale += 1
+                    result.done.add(record.signature)
                 else:
                     to_write.append(record)
         writes = [
@@ -593,7 +680,6 @@ class DynamoStore:
             for r in to_write
         ]
         self._send(info, writes, deadline, result)
-        return result
 
     def _versions_by_scan(
         self, info: TableInfo, records: Sequence[_Record], deadline: Deadline
@@ -740,6 +826,7 @@ class DynamoStore:
                     self.limiter.record(units, 0, generation)
                     sent.units += units
                     result.report.written += len(batch)
+                    result.done.update(w.signature for w in batch)
                     stalls = 0
                     continue
                 left = {codec.key_signature(_request_key(u), info.key_names) for u in unprocessed}
@@ -748,6 +835,7 @@ class DynamoStore:
                 sent.units += units - sum(w.units for w in pending)
                 self.metrics.count(M_THROTTLES, table=info.logical)
                 result.report.written += len(batch) - len(pending)
+                result.done.update(w.signature for w in batch if w.signature not in left)
                 stalls = 0 if len(pending) < len(batch) else stalls + 1
                 if self.retry.exhausted(stalls):
                     give_up(pending, f"still unprocessed after {stalls} rounds without progress")
@@ -766,6 +854,7 @@ class DynamoStore:
     ) -> None:
         for write in writes:
             record = write.record
+            result.done.add(write.signature)
             if isinstance(record, _Record):
                 self._fail_one(result, record.key, record.plain, reason)
             else:
@@ -776,6 +865,7 @@ class DynamoStore:
         self, result: _ChunkResult, info: TableInfo, records: Sequence[_Record], reason: str, *, deadline: bool = False
     ) -> None:
         for record in records:
+            result.done.add(record.signature)
             self._fail_one(result, record.key, record.plain, reason)
         result.report.deadline_reached = result.report.deadline_reached or deadline
 
@@ -785,15 +875,17 @@ class DynamoStore:
         result.report.failures.append(ItemFailure(key, reason))
         result.dead.append((plain, f"failed {key_text(key)}: {reason}"))
 
-    def _dead_letter(self, table: str, dead: list[tuple[Mapping[str, Any], str]]) -> None:
+    def _dead_letter(
+        self, table: str, dead: list[tuple[Mapping[str, Any], str]], *, operation: DeadLetterOperation = "put"
+    ) -> None:
         if self.dead_letters is None or not dead:
             return
         put_many = getattr(self.dead_letters, "put_many", None)
         if callable(put_many):
-            put_many(table, dead)
+            put_many(table, dead, operation=operation)
             return
         for item, reason in dead:
-            self.dead_letters.put(table, item, reason)
+            self.dead_letters.put(table, item, reason, operation=operation)
 
     def _count_report(self, report: WriteReport, operation: str) -> None:
         dims = {"table": report.table, "operation": operation}
@@ -819,25 +911,42 @@ class DynamoStore:
         report = WriteReport(table)
         dead: list[tuple[Mapping[str, Any], str]] = []
         writes: dict[tuple[str, ...], _Write] = {}
-        for key in keys:
-            plain = {name: key.get(name) for name in info.key_names} if isinstance(key, Mapping) else {}
-            try:
-                wire = codec.encode_item({name: key[name] for name in info.key_names if name in key})
-                codec.check_key(wire, info.key_schema)
-            except (codec.CodecError, TypeError) as exc:
-                message = exc.message if isinstance(exc, PollenError) else str(exc)
-                report.invalid += 1
-                report.failures.append(ItemFailure(plain, message, "invalid"))
-                continue
-            signature = codec.key_signature(wire, info.key_names)
-            if signature in writes:
-                report.duplicates += 1
-            request = {"DeleteRequest": {"Key": wire}}
-            writes[signature] = _Write(signature, request, codec.wire_json(request), codec.item_size(wire), 1, plain)
         result = _ChunkResult(report)
-        self._send(info, list(writes.values()), deadline, result)
-        dead.extend(result.dead)
-        self._dead_letter(f"{table}.deletes", dead)
+        try:
+            for key in keys:
+                plain = {name: key.get(name) for name in info.key_names} if isinstance(key, Mapping) else {}
+                try:
+                    if not isinstance(key, Mapping):
+                        raise codec.CodecError(f"a key must be a JSON object, not {type(key).__name__}")
+                    wire = _guarded_encoding(
+                        codec.encode_item, {name: key[name] for name in info.key_names if name in key}
+                    )
+                    codec.check_key(wire, info.key_schema)
+                    codec.item_size(wire)
+                except (codec.CodecError, TypeError) as exc:
+                    message = exc.message if isinstance(exc, PollenError) else str(exc)
+                    report.invalid += 1
+                    report.failures.append(ItemFailure(plain, message, "invalid"))
+                    dead.append((key if isinstance(key, Mapping) else plain, f"invalid {key_text(plain)}: {message}"))
+                    continue
+                signature = codec.key_signature(wire, info.key_names)
+                if signature in writes:
+                    report.duplicates += 1
+                request = {"DeleteRequest": {"Key": wire}}
+                writes[signature] = _Write(
+                    signature, request, codec.wire_json(request), codec.item_size(wire), 1, plain
+                )
+            self._send(info, list(writes.values()), deadline, result)
+        except BaseException as exc:
+            # Every key not deleted yet is failed and dead-lettered, whatever stopped the call.
+            reason = f"not deleted: {type(exc).__name__}: {str(exc)[:200]}"
+            self._fail_writes(result, info, [w for s, w in writes.items() if s not in result.done], reason)
+            if not isinstance(exc, Exception) or (isinstance(exc, PollenError) and exc.exit_code == 2):
+                raise
+            log.exception("delete failed", extra={"table": table})
+        finally:
+            dead.extend(result.dead)
+            self._dead_letter(table, dead, operation="delete")
         report.duration_s = round(time.perf_counter() - started, 3)
         self._count_report(report, "delete")
         return report
@@ -1257,6 +1366,16 @@ def _missing_table(err: MissingResource, params: Mapping[str, Any]) -> MissingRe
         keys=err.keys,
         code=err.code,
     )
+
+
+def _guarded_encoding(encode: Callable[..., Any], *args: Any) -> Any:
+    """Run a codec function, turning what malformed input makes Python raise into an invalid item."""
+    try:
+        return encode(*args)
+    except UnicodeError as exc:  # a lone surrogate ("\\ud800") has no UTF-8 form
+        raise codec.CodecError(f"a string has no UTF-8 form ({getattr(exc, 'reason', 'bad character')})") from None
+    except RecursionError:
+        raise codec.CodecError("nested too deeply") from None
 
 
 def _mean_size(records: Sequence[_Record], sample: int = 16) -> int:
