@@ -13,6 +13,7 @@ from pollen.cli.demo import demo
 from pollen.cli.local import local
 from pollen.cli.pollenate import pollenate
 from pollen.cli.queries import assets, earnings
+from pollen.cli.status import status
 
 app = typer.Typer(
     name="pollen",
@@ -62,6 +63,7 @@ app.command("local")(local)
 app.command("demo")(demo)
 app.command("load")(data.load)
 app.command("export")(data.export)
+app.command("status")(status)
 
 
 def main() -> None:
