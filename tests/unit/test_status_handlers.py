@@ -1,0 +1,57 @@
+"""Lambda handlers leave run records in pollenControl, and the scheduler logs the one-line health."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pollen.handlers import pollenate, schedule_pollenation, sync_assets, sync_earnings
+from pollen.handlers.common import Dependencies
+from pollen.jobs.runs import RunLog
+from pollen.jobs.status import StatusCollector
+from tests.unit.test_handlers import NOW, World, call, scheduled_event, sqs_event, world  # noqa: F401
+
+
+def records(world: World, job: str) -> list[dict[str, Any]]:  # noqa: F811
+    return world.store.by("pollenControl", pk=f"run#{job}")
+
+
+def test_each_handler_run_leaves_a_record(world: World) -> None:  # noqa: F811
+    call(sync_assets, scheduled_event())
+    call(sync_earnings, scheduled_event())
+    call(pollenate, sqs_event("IBM", "MSFT"))
+    call(pollenate, {"symbol": "AAPL"})
+    (assets,) = records(world, "sync-assets")
+    assert (assets["ok"], assets["written"], assets["source"]) == (True, 3, "lambda")
+    assert assets["tables"] == {"assets": {"written": 3}}
+    assert assets["dead_letters_to"].endswith("dead-letters")
+    assert assets["expiresAt"] > int(NOW.timestamp())
+    assert len(records(world, "sync-earnings")) == 1
+    batch, direct = sorted(records(world, "pollenate"), key=lambda r: r["pollenated"], reverse=True)
+    assert (batch["pollenated"], direct["pollenated"]) == (2, 1)
+    assert batch["calls"] == 10 and batch["tables"]["incomeStatement"]["written"] > 0
+
+
+def test_the_scheduler_logs_the_health_line(
+    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:  # noqa: F811
+    class Counts:
+        def item_count(self, table: str) -> int:
+            return 0
+
+    def dependencies(settings: Any, metrics: Any) -> Dependencies:
+        collector = StatusCollector(world.store, Counts(), RunLog(world.store), clock=lambda: NOW)
+        return Dependencies(store=world.store, queue=world.queue, status=collector.collect)
+
+    call(sync_assets, scheduled_event())
+    monkeypatch.setattr(schedule_pollenation, "build_dependencies", dependencies)
+    capfd.readouterr()
+    call(schedule_pollenation, {"count": 2})
+    captured = capfd.readouterr()
+    lines = [json.loads(line) for line in (captured.out + captured.err).splitlines() if "\"health\"" in line]
+    assert len(lines) == 1
+    assert lines[0]["message"].startswith("health: ok; 3 active assets, 0% pollenated, backlog 3")
+    assert lines[0]["health"] == "ok"
+    assert len(records(world, "status")) == 1  # its snapshot feeds the charts over time
