@@ -189,7 +189,9 @@ def test_status_keeps_a_snapshot_that_the_next_status_charts() -> None:
     )
     assert [s["coverage"] for s in later.series.snapshots] == [first.pollination.coverage] * 2
     assert len(store.by("pollenControl", pk="run#status")) == 1  # --no-snapshot wrote nothing
-    assert later.series.calls_per_day == [{"day": "2025-03-10", "calls": 7, "quota": 25_000}]  # 6 pollenate + 1 calendar
+    assert later.series.calls_per_day == [
+        {"day": "2025-03-10", "calls": 7, "quota": 25_000}
+    ]  # 6 pollenate + 1 calendar
     assert [p.written for p in later.series.tables_per_day["assets"]] == [6]
 
 

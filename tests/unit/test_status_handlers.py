@@ -11,14 +11,15 @@ from pollen.handlers import pollenate, schedule_pollenation, sync_assets, sync_e
 from pollen.handlers.common import Dependencies
 from pollen.jobs.runs import RunLog
 from pollen.jobs.status import StatusCollector
-from tests.unit.test_handlers import NOW, World, call, scheduled_event, sqs_event, world  # noqa: F401
+from tests.unit.test_handlers import NOW, World, call, scheduled_event, sqs_event
+from tests.unit.test_handlers import world as world_fixture  # noqa: F401  (the `world` fixture)
 
 
-def records(world: World, job: str) -> list[dict[str, Any]]:  # noqa: F811
+def records(world: World, job: str) -> list[dict[str, Any]]:
     return world.store.by("pollenControl", pk=f"run#{job}")
 
 
-def test_each_handler_run_leaves_a_record(world: World) -> None:  # noqa: F811
+def test_each_handler_run_leaves_a_record(world: World) -> None:
     call(sync_assets, scheduled_event())
     call(sync_earnings, scheduled_event())
     call(pollenate, sqs_event("IBM", "MSFT"))
@@ -36,7 +37,7 @@ def test_each_handler_run_leaves_a_record(world: World) -> None:  # noqa: F811
 
 def test_the_scheduler_logs_the_health_line(
     world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:  # noqa: F811
+) -> None:
     class Counts:
         def item_count(self, table: str) -> int:
             return 0
@@ -50,7 +51,7 @@ def test_the_scheduler_logs_the_health_line(
     capfd.readouterr()
     call(schedule_pollenation, {"count": 2})
     captured = capfd.readouterr()
-    lines = [json.loads(line) for line in (captured.out + captured.err).splitlines() if "\"health\"" in line]
+    lines = [json.loads(line) for line in (captured.out + captured.err).splitlines() if '"health"' in line]
     assert len(lines) == 1
     assert lines[0]["message"].startswith("health: ok; 3 active assets, 0% pollenated, backlog 3")
     assert lines[0]["health"] == "ok"

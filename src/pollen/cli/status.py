@@ -64,7 +64,7 @@ def write_page(path: Path, report: StatusReport) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(render_page(report))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from other local users and web servers
+        Path(tmp).chmod(0o644)  # mkstemp's 0600 would hide the page from other local users and web servers
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
