@@ -12,14 +12,15 @@ from pollen.handlers.common import Dependencies
 from pollen.jobs.runs import RunLog
 from pollen.jobs.status import StatusCollector
 from tests.unit.test_handlers import NOW, World, call, scheduled_event, sqs_event
-from tests.unit.test_handlers import world as world_fixture  # noqa: F401  (the `world` fixture)
+from tests.unit.test_handlers import world as world_fixture  # noqa: F401  (a fixture, used by name)
 
 
 def records(world: World, job: str) -> list[dict[str, Any]]:
     return world.store.by("pollenControl", pk=f"run#{job}")
 
 
-def test_each_handler_run_leaves_a_record(world: World) -> None:
+def test_each_handler_run_leaves_a_record(world_fixture: World) -> None:
+    world = world_fixture
     call(sync_assets, scheduled_event())
     call(sync_earnings, scheduled_event())
     call(pollenate, sqs_event("IBM", "MSFT"))
@@ -36,8 +37,10 @@ def test_each_handler_run_leaves_a_record(world: World) -> None:
 
 
 def test_the_scheduler_logs_the_health_line(
-    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    world_fixture: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    world = world_fixture
+
     class Counts:
         def item_count(self, table: str) -> int:
             return 0
