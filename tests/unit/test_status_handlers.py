@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,22 @@ from pollen.handlers import pollenate, schedule_pollenation, sync_assets, sync_e
 from pollen.handlers.common import Dependencies
 from pollen.jobs.runs import RunLog
 from pollen.jobs.status import StatusCollector
-from tests.unit.test_handlers import NOW, World, call, scheduled_event, sqs_event
-from tests.unit.test_handlers import world as world_fixture  # noqa: F401  (a fixture, used by name)
+from tests.unit.test_handlers import MODULES, NOW, World, call, scheduled_event, sqs_event
+
+
+@pytest.fixture
+def world_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+    """As tests/unit/test_handlers.py's `world`: fakes behind every handler's build_dependencies seam."""
+    monkeypatch.setenv("POLLEN_HOME", str(tmp_path))
+    monkeypatch.setenv("POLLEN_POLLENATE_QUEUE_URL", "http://127.0.0.1:1/123456789012/pollenate")
+    world = World()
+    for module in MODULES:
+        module.STATE.reset()
+        monkeypatch.setattr(module, "build_dependencies", world.dependencies)
+        monkeypatch.setattr(module, "clock", lambda: NOW)
+    yield world
+    for module in MODULES:
+        module.STATE.reset()
 
 
 def records(world: World, job: str) -> list[dict[str, Any]]:
