@@ -180,6 +180,7 @@ def to_item(record: RunRecord, *, retention: timedelta) -> Item:
     }
     for key, value in record.model_dump(mode="json", exclude_defaults=True).items():
         item[key] = _dynamo_value(value)
+    item["source"] = record.source
     return item
 
 

@@ -1,0 +1,64 @@
+"""`pollen status` and run records through the command line, against the moto server over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_pollen
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_job_command_leaves_a_run_record_and_status_reports_it_as_one_json_object(
+    pollen_env: dict[str, str], dynamodb: Any, table_prefix: str, tmp_path: Path
+) -> None:
+    assert run_pollen("tables", "create", "--json", env=pollen_env).returncode == 0
+    items = tmp_path / "assets.jsonl"
+    items.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "symbol": s,
+                    "lastPollenationDate": "1970-01-01T00:00:00Z",
+                    "status": "active",
+                    "volume": 10,
+                    "lastSyncDate": "2025-01-06T10:00:00Z",
+                }
+            )
+            for s in ("IBM", "MSFT")
+        )
+        + "\n"
+    )
+    loaded = run_pollen("load", "assets", str(items), "--json", env=pollen_env)
+    assert loaded.returncode == 0, loaded.stderr
+
+    records = dynamodb.query(
+        TableName=f"{table_prefix}pollenControl",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "run#load"}},
+    )["Items"]
+    assert len(records) == 1
+    record = records[0]
+    assert record["ok"] == {"BOOL": True} and record["written"] == {"N": "2"} and record["source"] == {"S": "cli"}
+    assert record["tables"]["M"]["assets"]["M"]["written"] == {"N": "2"}
+
+    page = tmp_path / "out" / "status.html"
+    result = run_pollen("status", "--json", "--html", str(page), "--at", "2025-01-06T12:00:00Z", env=pollen_env)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()  # exactly one JSON object on stdout
+    report = json.loads(line)
+    assert {"ok", "written", "unchanged", "failed", "invalid", "duration_s", "errors"} <= set(report)
+    assert report["freshness"]["assets_active"] == 2 and report["pollination"]["due"]["never_pollenated"] == 2
+    assert report["runs"]["last"]["load"]["ok"] is True
+    assert report["health"] == "attention" and report["reasons"] == ["no sync-assets run in 36 h"]
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_status_with_a_bad_time_is_a_usage_error(pollen_env: dict[str, str]) -> None:
+    result = run_pollen("status", "--at", "yesterday", "--json", env=pollen_env)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["ok"] is False and "--at" in result.stderr
