@@ -23,6 +23,7 @@ from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.jobs.status import StatusReport, percentile
 from pollen.local.simulator.server import SimulatorProcess
 from pollen.tables import CONTRACT_TABLES, NEVER_POLLENATED
+from tests.conftest import run_pollen
 from tests.e2e.conftest import World, make_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -250,3 +251,18 @@ def test_the_page_renders_in_headless_chromium_with_data_in_every_chart(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_the_demo_summary_ends_with_the_health_line_and_how_to_open_the_page(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("POLLEN_", "ALPACA_", "ALPHAVANTAGE_", "AWS_ENDPOINT"))
+    }
+    env["POLLEN_HOME"] = str(tmp_path)
+    env["COLUMNS"] = "200"
+    result = run_pollen("demo", "--keep", "--assets", "300", "--pollenate", "3", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    health, opening = result.stdout.rstrip().splitlines()[-2:]
+    assert re.match(r"health: (ok|attention|failing)\b.*\d+ active assets, \d+% pollenated, backlog \d+", health)
+    page = tmp_path / "status.html"
+    assert opening == f"status page: open {page.resolve().as_uri()} in a browser"
+    assert 'data-chart="coverage"' in page.read_text()

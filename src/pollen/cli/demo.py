@@ -175,7 +175,7 @@ def render(runtime: rt.Runtime, report: JobReport) -> None:
         runtime.err.print(f"[red]error:[/red] {error}", highlight=False)
     runtime.out.print(report.health_line, highlight=False)
     if report.status_page:
-        runtime.out.print(f"status page: open file://{report.status_page} in a browser", highlight=False)
+        runtime.out.print(f"status page: open {Path(report.status_page).as_uri()} in a browser", highlight=False)
     else:
         runtime.out.print(
             f"status page: `pollen demo --keep` writes it to POLLEN_HOME/{STATUS_PAGE}; on a running stack "
