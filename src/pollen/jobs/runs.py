@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from pollen.deadline import Deadline
 from pollen.domain.values import timestamp
 from pollen.errors import PollenError
 from pollen.jobs.common import Clock, utc_now
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 #: Default retention of run records (the TTL attribute is set this far after the run's end).
 RUN_RETENTION_DAYS = 30
+#: A run record is written within this many seconds or given up (it must never hold up the command it describes,
+#: e.g. a load that stopped at its deadline during an outage).
+RECORD_DEADLINE_S = 1.0
 #: First error lines kept in a record.
 RECORD_ERRORS = 5
 RECORD_ERROR_CHARS = 200
@@ -228,7 +232,9 @@ class RunLog:
     def write(self, record: RunRecord) -> bool:
         """Keep one record; False (logged, counted) when it could not be written."""
         try:
-            outcome = self.store.upsert(CONTROL.name, [to_item(record, retention=self.retention)])
+            outcome = self.store.upsert(
+                CONTROL.name, [to_item(record, retention=self.retention)], deadline=Deadline.after(RECORD_DEADLINE_S)
+            )
             ok = outcome.ok
             detail = "; ".join(outcome.error_lines()[:1])
         except PollenError as exc:
