@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pollen.adapters.dynamodb.client import make_client
+from pollen.adapters.status import local_dead_letters, queue_dead_letters
 from tests.conftest import run_pollen
 
 pytestmark = pytest.mark.integration
@@ -62,3 +65,20 @@ def test_status_with_a_bad_time_is_a_usage_error(pollen_env: dict[str, str]) -> 
     result = run_pollen("status", "--at", "yesterday", "--json", env=pollen_env)
     assert result.returncode == 2
     assert json.loads(result.stdout)["ok"] is False and "--at" in result.stderr
+
+
+def test_dead_letters_waiting_are_counted_in_local_files_and_on_the_queue(endpoint: str, tmp_path: Path) -> None:
+    folder = tmp_path / "dead-letters"
+    folder.mkdir()
+    (folder / "assets-run1.jsonl").write_text('{"symbol": "A"}\n{"symbol": "B"}\n')
+    (folder / "assets-run1.reasons.jsonl").write_text('{"reason": "x", "item": true}\n' * 2)  # not items
+    (folder / "stream-records.jsonl").write_text('{"eventID": "1"}\n')
+    assert local_dead_letters(tmp_path).waiting == 3
+    assert local_dead_letters(tmp_path / "nowhere").waiting == 0
+
+    sqs = make_client("sqs", endpoint_url=endpoint)
+    url = sqs.create_queue(QueueName=f"dead-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    for i in range(4):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": i}))
+    counted = queue_dead_letters(sqs, url)
+    assert (counted.waiting, counted.where, counted.approximate) == (4, url, True)
