@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from pathlib import Path
@@ -9,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.status import local_dead_letters, queue_dead_letters
+from pollen.adapters.status import StreamLag, local_dead_letters, queue_dead_letters
+from pollen.streams.checkpoints import CHECKPOINT_FILE
+from pollen.tables import ASSETS
 from tests.conftest import run_pollen
 
 pytestmark = pytest.mark.integration
@@ -82,3 +86,20 @@ def test_dead_letters_waiting_are_counted_in_local_files_and_on_the_queue(endpoi
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": i}))
     counted = queue_dead_letters(sqs, url)
     assert (counted.waiting, counted.where, counted.approximate) == (4, url, True)
+
+
+def test_stream_lag_counts_the_records_after_the_checkpoint_and_ages_the_oldest(
+    dynamodb: Any, streams: Any, table_prefix: str, tmp_path: Path
+) -> None:
+    ensure_tables(dynamodb, table_prefix, [ASSETS])
+    name = f"{table_prefix}assets"
+    lag = StreamLag(streams, tmp_path, [(ASSETS, name)], now=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert lag() is None  # no local poller has run here
+    (tmp_path / CHECKPOINT_FILE).write_text("{}")
+    for symbol in ("IBM", "MSFT"):
+        dynamodb.put_item(
+            TableName=name, Item={"symbol": {"S": symbol}, "lastPollenationDate": {"S": "1970-01-01T00:00:00Z"}}
+        )
+    (position,) = lag() or []
+    assert (position.table, position.checkpoint, position.pending, position.capped) == ("assets", None, 2, False)
+    assert 3500 < position.lag_s < 3700  # the oldest record is about an hour older than "now"
