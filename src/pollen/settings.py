@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     stream_batch_size: int = Field(10, ge=1, le=1000, validation_alias=AliasChoices("POLLEN_STREAM_BATCH_SIZE"))
     stream_window_s: float = Field(5.0, ge=0, validation_alias=AliasChoices("POLLEN_STREAM_WINDOW_S"))
 
+    #: Reserved concurrency of the pollenate function (the template's PollenateConcurrency): the status ETA.
+    pollenate_concurrency: int = Field(1, ge=1, le=1000, validation_alias=AliasChoices("POLLEN_POLLENATE_CONCURRENCY"))
+    #: Days a run record is kept in pollenControl (TTL).
+    run_retention_days: int = Field(30, ge=1, le=3650, validation_alias=AliasChoices("POLLEN_RUN_RETENTION_DAYS"))
+
     pollenate_queue_url: Url | None = Field(None, validation_alias=AliasChoices("POLLEN_POLLENATE_QUEUE_URL"))
     #: How many due symbols the schedule function enqueues per run when its event names no count.
     pollenate_batch: int = Field(20, ge=1, le=1000, validation_alias=AliasChoices("POLLEN_POLLENATE_BATCH"))

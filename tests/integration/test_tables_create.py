@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.tables import CONTRACT_TABLES
+from pollen.tables import CONTRACT_TABLES, CONTROL
 from tests.conftest import run_pollen
 
 pytestmark = pytest.mark.integration
@@ -94,3 +94,18 @@ def test_a_table_that_differs_from_its_definition_is_reported(dynamodb: Any, tab
     assert report.ok is False
     assert report.mismatched == [f"{table_prefix}companyOverview"]
     assert "key schema" in report.errors[0]
+
+
+def test_control_table_ttl_is_enabled_on_an_existing_table_and_repeating_is_harmless(
+    dynamodb: Any, table_prefix: str
+) -> None:
+    # A control table created before run records (no TTL): `tables create` turns expiry on, once.
+    name = f"{table_prefix}pollenControl"
+    dynamodb.create_table(**CONTROL.create_table_request(name))
+    assert dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]["TimeToLiveStatus"] == "DISABLED"
+
+    for _ in range(2):
+        report = ensure_tables(dynamodb, table_prefix)
+        assert report.ok, report.errors
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}

@@ -171,7 +171,18 @@ def test_each_function_reaches_only_its_own_tables(template: dict[str, Any]) -> 
 
     assert tables_of("SyncAssetsRole") == {"AssetsTable", "ControlTable"}
     assert tables_of("SyncEarningsRole") == {"EarningsCalendarTable", "ControlTable"}
-    assert tables_of("SchedulePollenationRole") == {"AssetsTable", "EarningsCalendarTable"}
+    # The scheduler also computes the status it logs: item counts of every table, its run records.
+    assert tables_of("SchedulePollenationRole") == {
+        "AssetsTable",
+        "EarningsCalendarTable",
+        "CompanyOverviewTable",
+        "EarningsTable",
+        "CashFlowTable",
+        "BalanceSheetTable",
+        "IncomeStatementTable",
+        "ControlTable",
+    }
+    assert "ControlTable" in tables_of("PollenateRole")  # run records
     assert "ControlTable" not in tables_of("StreamSyncRole")
 
 

@@ -13,6 +13,7 @@ from pollen.cli.demo import demo
 from pollen.cli.local import local
 from pollen.cli.pollenate import pollenate
 from pollen.cli.queries import assets, earnings
+from pollen.cli.status import status
 
 app = typer.Typer(
     name="pollen",
@@ -63,6 +64,7 @@ app.command("demo")(demo)
 app.command("load")(data.load)
 app.command("export")(data.export)
 app.add_typer(deadletters.app, name="dead-letters")
+app.command("status")(status)
 
 
 def main() -> None:

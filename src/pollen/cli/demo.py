@@ -15,12 +15,14 @@ from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
+from pollen.cli.status import write_page
 from pollen.cli.stream import build_poller, build_stream_sync
 from pollen.cli.wiring import plain
 from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.local.simulator.market import START_DATE
 from pollen.local.stack import EmbeddedStack
 from pollen.observability import MetricsRecorder
+from pollen.ports import ItemStore
 from pollen.report import JobReport, Stopwatch
 from pollen.settings import Settings
 
@@ -30,6 +32,8 @@ DEMO_POLLENATE = 20
 #: table, so on the embedded stack every pollenation costs time in proportion to the market; 4,000 assets keep the
 #: whole demo within two minutes on two cores. `--assets 12000` runs the full market.
 DEMO_ASSETS = 4_000
+#: The status page a kept demo leaves in its POLLEN_HOME.
+STATUS_PAGE = "status.html"
 
 
 def demo(
@@ -58,6 +62,7 @@ def demo(
                     status.start()
                 else:
                     status = None
+                clock = simulated_clock(stack)
                 try:
                     report = run_pipeline(
                         store,
@@ -65,16 +70,38 @@ def demo(
                         fundamentals,
                         metrics=runtime.metrics,
                         pollenate_count=count,
-                        clock=simulated_clock(stack),
+                        clock=clock,
                         extra_steps=[("stream sync", stream_step(settings, runtime.metrics))],
                         on_step=(lambda name: status.update(name)) if status is not None else None,
+                        runs=wiring.build_run_log(settings, runtime.metrics, store, clock),
                     )
+                    if status is not None:
+                        status.update("status")
+                    add_status(report, settings, runtime.metrics, clock, store, page=home if keep else None)
                 finally:
                     if status is not None:
                         status.stop()
                 rt.finish(runtime, report, render=render)
 
     rt.run(runtime, action)
+
+
+def add_status(
+    report: PipelineReport,
+    settings: Settings,
+    metrics: MetricsRecorder,
+    clock: Callable[[], dt.datetime],
+    store: ItemStore,
+    *,
+    page: Path | None,
+) -> None:
+    """End the summary with `pollen status`'s health line; with a kept home, write its page there too."""
+    status = wiring.build_status(settings, metrics, clock=clock, store=store).collect()
+    report.health_line = status.health_line
+    if page is not None:
+        path = page / STATUS_PAGE
+        write_page(path, status)
+        report.status_page = str(path.resolve())
 
 
 def stream_step(settings: Settings, metrics: MetricsRecorder) -> Callable[[], JobReport]:
@@ -146,3 +173,12 @@ def render(runtime: rt.Runtime, report: JobReport) -> None:
     )
     for error in report.errors:
         runtime.err.print(f"[red]error:[/red] {error}", highlight=False)
+    runtime.out.print(report.health_line, highlight=False)
+    if report.status_page:
+        runtime.out.print(f"status page: open {Path(report.status_page).as_uri()} in a browser", highlight=False)
+    else:
+        runtime.out.print(
+            f"status page: `pollen demo --keep` writes it to POLLEN_HOME/{STATUS_PAGE}; on a running stack "
+            "`pollen status --html FILE` writes it anywhere",
+            highlight=False,
+        )

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import typer
@@ -58,6 +59,7 @@ class Runtime:
     err: Console
     #: The command's name without ``pollen`` ("sync assets"): the ``job`` of a report made for a failed command.
     command: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def interactive(self) -> bool:
@@ -138,7 +140,8 @@ def run(runtime: Runtime, action: Callable[[], Any]) -> Any:
 
 
 def finish(runtime: Runtime, report: JobReport, render: Callable[[Runtime, JobReport], None] | None = None) -> None:
-    """Print the report (JSON or a table) and exit 0 when ok, 1 otherwise."""
+    """Record the run (job commands), print the report (JSON or a table) and exit 0 when ok, 1 otherwise."""
+    record_run(runtime, report)
     if runtime.json_output:
         sys.stdout.write(json.dumps(report.to_json_dict(), default=str) + "\n")
     else:
@@ -162,3 +165,29 @@ def render_report(runtime: Runtime, report: JobReport) -> None:
     runtime.out.print(table)
     for error in report.errors:
         runtime.err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+
+
+def record_run(runtime: Runtime, report: JobReport) -> None:
+    """A job command leaves a run record in ``pollenControl`` (pollen.jobs.runs); never fails the command."""
+    from pollen import wiring
+    from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
+    from pollen.jobs.runs import RECORDED_JOBS
+
+    if report.job not in RECORDED_JOBS:
+        return
+    try:
+        # A record that cannot be written is logged, not dead-lettered: it is no data to replay.
+        store = wiring.build_store(runtime.settings, runtime.metrics, dead_letters=MemoryDeadLetters())
+        try:
+            wiring.build_run_log(runtime.settings, runtime.metrics, store).record(
+                report,
+                started_at=runtime.started_at,
+                source="cli",
+                dead_letters_to=wiring.dead_letters_destination(runtime.settings),
+            )
+        finally:
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
+    except PollenError as exc:
+        log.warning("run record not written", extra={"job": report.job, "error": str(exc)[:200]})

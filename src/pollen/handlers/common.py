@@ -11,7 +11,8 @@ import logging
 import resource
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -41,6 +42,8 @@ class Dependencies:
     assets: AssetSource | None = None
     fundamentals: FundamentalsSource | None = None
     queue: Any = None
+    #: Builds the status report (the scheduler logs its health line); None where a handler does not need it.
+    status: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Invocation:
     metrics: MetricsRecorder
     deadline: Deadline
     dependencies: Dependencies
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 Builder = Callable[[Settings, MetricsRecorder], Dependencies]
@@ -114,7 +118,25 @@ class HandlerState:
         self.metrics.record("MemoryUsedPercent", round(100.0 * peak_mb / limit_mb, 1), MetricUnit.Percent, job=self.job)
 
 
-def result(report: Any) -> dict[str, Any]:
-    """A report as the invocation's JSON result."""
+def result(report: Any, run: Invocation | None = None) -> dict[str, Any]:
+    """A report as the invocation's JSON result; with the invocation, its run record is kept too."""
+    if run is not None:
+        record_run(run, report)
     data: dict[str, Any] = report.to_json_dict()
     return data
+
+
+def record_run(run: Invocation, report: Any) -> None:
+    """Leave the run's record in ``pollenControl`` (pollen.jobs.runs); never fails the invocation."""
+    from pollen import wiring
+
+    try:
+        log_ = wiring.build_run_log(run.settings, run.metrics, run.dependencies.store)
+        log_.record(
+            report,
+            started_at=run.started_at,
+            source="lambda",
+            dead_letters_to=wiring.dead_letters_destination(run.settings),
+        )
+    except PollenError as exc:
+        log.warning("run record not written", extra={"error": str(exc)[:200]})

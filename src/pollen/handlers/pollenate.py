@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -20,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pollen import wiring
 from pollen.domain.values import is_valid_symbol
 from pollen.errors import AuthError, ConfigError, InvalidRecord, QuotaExhausted, TransientError
-from pollen.handlers.common import Dependencies, HandlerState, Invocation, LambdaContext, result
+from pollen.handlers.common import Dependencies, HandlerState, Invocation, LambdaContext, record_run, result
 from pollen.jobs.common import utc_now
 from pollen.jobs.pollenate import PollenateAsset, PollenateReport
 from pollen.observability import MetricsRecorder
@@ -69,13 +70,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if not isinstance(symbol, str) or not is_valid_symbol(symbol):
             report = PollenateReport(ok=False, invalid=1)
             report.add_error(f"the event has no valid symbol: {str(symbol)!r:.40}")
-            return result(report)
-        return result(job.run([symbol], run.deadline))
+            return result(report, run)
+        return result(job.run([symbol], run.deadline), run)
 
 
 def _batch(event: dict[str, Any], context: LambdaContext, job: PollenateAsset, run: Invocation) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     stopped: list[str] = []
+    outcomes = PollenateReport()
 
     def record_handler(record: SQSRecord) -> str:
         if stopped:
@@ -93,6 +95,7 @@ def _batch(event: dict[str, Any], context: LambdaContext, job: PollenateAsset, r
             return "invalid"
         try:
             outcome = job.pollenate(symbol, run.deadline, not_pollenated_since=since)
+            outcomes.add(outcome)
         except QuotaExhausted:
             stopped.append("quota exhausted")
             run.metrics.count("QuotaExhausted", 1, job=STATE.job)
@@ -117,4 +120,7 @@ def _batch(event: dict[str, Any], context: LambdaContext, job: PollenateAsset, r
     failures = len(response.get("batchItemFailures", []))
     run.metrics.count("MessagesFailed", failures, job=STATE.job)
     run.metrics.count("MessagesProcessed", len(event["Records"]) - failures, job=STATE.job)
+    if outcomes.assets:
+        outcomes.duration_s = round((datetime.now(UTC) - run.started_at).total_seconds(), 3)
+        record_run(run, outcomes)
     return dict(response)

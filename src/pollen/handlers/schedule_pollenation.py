@@ -4,17 +4,21 @@ EventBridge schedule. N is the event's ``count`` if it has one, else ``POLLEN_PO
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from pollen import wiring
 from pollen.adapters.sqs import SqsQueue
-from pollen.errors import ConfigError
+from pollen.errors import ConfigError, PollenError
 from pollen.handlers.common import Dependencies, HandlerState, LambdaContext, result
 from pollen.jobs.common import utc_now
 from pollen.jobs.scheduler import enqueue_due
+from pollen.jobs.status import StatusReport
 from pollen.observability import MetricsRecorder
 from pollen.settings import Settings
 
+log = logging.getLogger(__name__)
 STATE = HandlerState("SchedulePollenation")
 clock = utc_now
 MAX_COUNT = 1000
@@ -24,7 +28,9 @@ def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependen
     if settings.pollenate_queue_url is None:
         raise ConfigError("POLLEN_POLLENATE_QUEUE_URL is not set")
     queue = SqsQueue(settings.pollenate_queue_url, region=settings.region)
-    return Dependencies(store=wiring.build_store(settings, metrics, durable_dead_letters=True), queue=queue)
+    store = wiring.build_store(settings, metrics, durable_dead_letters=True)
+    status = wiring.build_status(settings, metrics, store=store)
+    return Dependencies(store=store, queue=queue, status=lambda: status.collect())
 
 
 def count_of(event: Any, default: int) -> int:
@@ -38,4 +44,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with STATE.invocation(context, build_dependencies) as run:
         count = count_of(event, run.settings.pollenate_batch)
         report = enqueue_due(run.dependencies.store, run.dependencies.queue, count, metrics=run.metrics, clock=clock)
-        return result(report)
+        response = result(report, run)
+        log_health(run.dependencies.status)
+        return response
+
+
+def log_health(status: Callable[[], StatusReport] | None) -> None:
+    """The one-line health of the whole system at each run (pollen status); never fails the schedule."""
+    if status is None:
+        return
+    try:
+        report = status()
+    except PollenError as exc:
+        log.warning("status not computed", extra={"error": str(exc)[:200]})
+        return
+    log.info(report.health_line, extra={"health": report.health, "reasons": report.reasons})

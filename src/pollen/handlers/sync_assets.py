@@ -24,4 +24,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with STATE.invocation(context, build_dependencies) as run:
         assert run.dependencies.assets is not None
         job = SyncAssets(run.dependencies.store, run.dependencies.assets, metrics=run.metrics, clock=clock)
-        return result(job.run(run.deadline))
+        return result(job.run(run.deadline), run)

@@ -40,4 +40,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         job = SyncEarningsCalendar(
             run.dependencies.store, run.dependencies.fundamentals, metrics=run.metrics, clock=clock
         )
-        return result(job.run(horizon, run.deadline))
+        return result(job.run(horizon, run.deadline), run)

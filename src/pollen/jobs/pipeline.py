@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from pollen.deadline import Deadline
 from pollen.jobs.check import ConsistencyCheck
 from pollen.jobs.common import Clock, utc_now
+from pollen.jobs.runs import RunLog
 from pollen.jobs.scheduler import pollenate_next
 from pollen.jobs.sync_assets import SyncAssets
 from pollen.jobs.sync_earnings import Horizon, SyncEarningsCalendar, earnings_between
@@ -46,6 +47,9 @@ class PipelineReport(JobReport):
     steps: list[StepSummary] = Field(default_factory=list)
     upcoming_earnings: list[dict[str, Any]] = Field(default_factory=list)
     consistency: dict[str, Any] = Field(default_factory=dict)
+    #: `pollen status`'s one-line health after the run, and where its page was written.
+    health_line: str = ""
+    status_page: str | None = None
 
     def add(self, name: str, report: JobReport, write_units: float, details: dict[str, Any]) -> None:
         self.steps.append(
@@ -85,6 +89,7 @@ def run_pipeline(
     upcoming_days: int = 14,
     on_step: Callable[[str], None] | None = None,
     deadline: Deadline | None = None,
+    runs: RunLog | None = None,
 ) -> PipelineReport:
     watch = Stopwatch()
     report = PipelineReport()
@@ -96,7 +101,10 @@ def run_pipeline(
         if on_step is not None:
             on_step(name)
         before = units()
+        started = clock()
         result = action()
+        if runs is not None:
+            runs.record(result, started_at=started, ended_at=clock(), source="demo")
         report.add(name, result, units() - before, details(result))
         log.info("pipeline step finished", extra={"step": name, "ok": result.ok, "duration_s": result.duration_s})
 

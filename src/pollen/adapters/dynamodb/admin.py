@@ -85,6 +85,8 @@ def ensure_tables(
         else:
             log.debug("table exists", extra={"table": name})
             report.existing.append(name)
+            if table.ttl_attribute and not _ttl_enabled(client, name):
+                _enable_ttl(client, name, table.ttl_attribute)  # a table from before expiry was defined
             problems = schema_differences(table, described)
             if problems:
                 report.mismatched.append(name)
@@ -96,6 +98,14 @@ def ensure_tables(
     report.ok = not report.mismatched
     report.duration_s = watch.elapsed_s
     return report
+
+
+def _ttl_enabled(client: Any, name: str) -> bool:
+    try:
+        status = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"].get("TimeToLiveStatus")
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, action=f"DescribeTimeToLive {name}") from exc
+    return status in ("ENABLED", "ENABLING")
 
 
 def _enable_ttl(client: Any, name: str, attribute: str) -> None:

@@ -1,0 +1,139 @@
+"""What `pollen status` observes besides the tables: DynamoDB's item counts, dead letters waiting (local files or
+the dead-letter queue's depth) and the local stream poller's position and lag."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pollen.adapters.dynamodb.admin import describe
+from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.jobs.status import DeadLetterCount, StreamPosition
+from pollen.streams.checkpoints import CHECKPOINT_FILE, FileCheckpoints
+from pollen.streams.records import ZERO_SEQUENCE, later_sequence
+from pollen.tables import TableDef
+
+#: Stream records counted after a checkpoint before the count is reported as "at least".
+PENDING_CAP = 10_000
+
+
+class DescribeTableStatistics:
+    """Item counts from DescribeTable (DynamoDB refreshes them about every six hours)."""
+
+    def __init__(self, client: Any, *, table_prefix: str = "") -> None:
+        self.client = client
+        self.table_prefix = table_prefix
+
+    def item_count(self, table: str) -> int | None:
+        described = describe(self.client, f"{self.table_prefix}{table}")
+        if described is None:
+            return None
+        return int(described.get("ItemCount", 0))
+
+
+def local_dead_letters(home: Path) -> DeadLetterCount:
+    """Items in the dead-letter files under ``home/dead-letters`` (one JSON item per line; the ``.reasons``
+    siblings are not counted)."""
+    folder = home / "dead-letters"
+    waiting = 0
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.jsonl")):
+            if path.name.endswith(".reasons.jsonl"):
+                continue
+            with path.open("rb") as fh:
+                waiting += sum(1 for line in fh if line.strip())
+    return DeadLetterCount(waiting=waiting, where=str(folder))
+
+
+def queue_dead_letters(client: Any, queue_url: str) -> DeadLetterCount:
+    """The dead-letter queue's depth (SQS GetQueueAttributes; approximate by SQS's own account)."""
+    try:
+        attributes = client.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, action="GetQueueAttributes") from exc
+    waiting = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )
+    return DeadLetterCount(waiting=waiting, where=queue_url, approximate=True)
+
+
+class StreamLag:
+    """Where the local poller (``pollen stream sync``) stands per streamed table: its checkpoint, the records after
+    it and the age of the oldest of them. None when no local poller has run here (no checkpoints file)."""
+
+    def __init__(
+        self,
+        client: Any,
+        home: Path,
+        tables: list[tuple[TableDef, str]],
+        *,
+        now: Any = None,
+        cap: int = PENDING_CAP,
+    ) -> None:
+        self.client = client
+        self.home = home
+        self.tables = tables
+        self.now = now or (lambda: datetime.now().astimezone())
+        self.cap = cap
+
+    def __call__(self) -> list[StreamPosition] | None:
+        if not (self.home / CHECKPOINT_FILE).exists():
+            return None
+        checkpoints = FileCheckpoints.in_home(self.home)
+        return [self._position(checkpoints, table, physical) for table, physical in self.tables]
+
+    def _call(self, name: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, name)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, action=name) from exc
+
+    def _position(self, checkpoints: FileCheckpoints, table: TableDef, physical: str) -> StreamPosition:
+        position = StreamPosition(table=table.name)
+        streams = self._call("list_streams", TableName=physical).get("Streams", [])
+        streams = [s for s in streams if s.get("TableName", physical) == physical]
+        if not streams:
+            return position
+        arn = max(streams, key=lambda s: str(s.get("StreamLabel", "")))["StreamArn"]
+        head = ZERO_SEQUENCE
+        oldest: datetime | None = None
+        for applied in checkpoints.shards(arn).values():
+            if applied.sequence_number:
+                head = later_sequence(head, applied.sequence_number)
+        shards = self._call("describe_stream", StreamArn=arn)["StreamDescription"].get("Shards", [])
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            checkpoint = checkpoints.get(arn, shard_id)
+            if checkpoint is not None and checkpoint.finished:
+                continue
+            kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}
+            if checkpoint is not None and checkpoint.sequence_number:
+                kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=checkpoint.sequence_number)
+            try:
+                iterator: str | None = self.client.get_shard_iterator(**kwargs)["ShardIterator"]
+            except ClientError as exc:
+                if error_code(exc) != "TrimmedDataAccessException":
+                    raise translate(exc, action="get_shard_iterator") from exc
+                continue
+            while iterator and position.pending < self.cap:
+                response = self._call("get_records", ShardIterator=iterator, Limit=1000)
+                records = response.get("Records", [])
+                for record in records:
+                    created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+                    if isinstance(created, datetime) and (oldest is None or created < oldest):
+                        oldest = created
+                position.pending += len(records)
+                iterator = response.get("NextShardIterator")
+                if not records:
+                    break
+        position.capped = position.pending >= self.cap
+        position.checkpoint = None if head == ZERO_SEQUENCE else head
+        if oldest is not None:
+            position.lag_s = round(max(0.0, (self.now() - oldest).total_seconds()), 1)
+        return position
