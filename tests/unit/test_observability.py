@@ -62,3 +62,24 @@ def test_configure_logging_twice_in_one_process_logs_to_the_new_stream() -> None
     logging.getLogger("pollen.test").info("hello again")
     assert "hello again" in second.getvalue()
     assert "hello again" not in first.getvalue()
+
+
+def test_at_debug_the_http_request_log_is_written_redacted_and_at_info_not_at_all() -> None:
+    """httpx logs each request's URL, Alpha Vantage's API key included: at DEBUG that line is wanted, masked."""
+    import httpx
+
+    from pollen.observability import register_secrets
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})))
+    debug, info = io.StringIO(), io.StringIO()
+    configure_logging(level="DEBUG", stream=debug)
+    register_secrets(["av-key-123"])  # fetched from Secrets Manager after logging was configured
+    client.get("https://www.alphavantage.co/query?function=OVERVIEW&symbol=IBM&apikey=av-key-123")
+    lines = [json.loads(line) for line in debug.getvalue().splitlines()]
+    assert any("apikey=***" in line["message"] for line in lines), lines
+    assert "av-key-123" not in debug.getvalue()
+
+    configure_logging(level="INFO", stream=info)
+    client.get("https://www.alphavantage.co/query?function=OVERVIEW&symbol=IBM&apikey=av-key-123")
+    assert "HTTP Request" not in info.getvalue()
+    assert debug.getvalue().count("HTTP Request") == 1  # the INFO configuration took the handler away
