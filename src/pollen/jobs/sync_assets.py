@@ -24,7 +24,7 @@ from pydantic import Field
 from pollen.deadline import Deadline
 from pollen.domain.assets import AlpacaAsset, asset_item, parse_asset
 from pollen.domain.values import is_valid_symbol, timestamp
-from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
+from pollen.errors import AuthError, ConfigError, DeadLettersLost, InvalidRecord, PollenError
 from pollen.jobs.check import CheckReport, check_assets, scan_assets_for_check
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
@@ -212,6 +212,8 @@ class SyncAssets:
             try:
                 with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
                     outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline)
+            except DeadLettersLost:
+                raise  # neither written nor kept anywhere: the run must fail so that its trigger retries it
             except PollenError as exc:
                 if exc.exit_code == 2:  # bad configuration or credentials, unreachable service
                     raise

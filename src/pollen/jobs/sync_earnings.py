@@ -20,7 +20,7 @@ from typing import Literal
 from pollen.deadline import Deadline
 from pollen.domain.calendar import CALENDAR_BOOKKEEPING, calendar_item, parse_calendar_row
 from pollen.domain.values import timestamp
-from pollen.errors import InvalidRecord, PollenError
+from pollen.errors import DeadLettersLost, InvalidRecord, PollenError
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore
@@ -177,6 +177,8 @@ class SyncEarningsCalendar:
                 return
             try:
                 outcome = self.store.upsert(EARNINGS_CALENDAR.name, chunk, deadline=deadline)
+            except DeadLettersLost:
+                raise  # neither written nor kept anywhere: the run must fail so that its trigger retries it
             except PollenError as exc:
                 if exc.exit_code == 2:
                     raise

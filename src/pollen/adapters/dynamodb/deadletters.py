@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.errors import translate
-from pollen.errors import TransientError
+from pollen.errors import DeadLettersLost
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,6 @@ STREAM_RECORD = "stream-record"
 SQS_MESSAGE_LIMIT = 256 * 1024
 #: Body encoding (attribute ``encoding``) of a dead letter too big for a message as plain JSON.
 GZIP_BASE64 = "gzip+base64"
-
-
-class DeadLettersLost(TransientError):
-    """Dead letters that no durable place took: the invocation must fail, so that its source retries it."""
 
 
 @dataclass
