@@ -143,3 +143,26 @@ def test_items_that_cannot_be_written_end_on_the_dead_letter_queue_and_fail_the_
         assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}, response
         assert not direct["ok"] and "dead letters could not be sent to SQS" in json.dumps(direct), direct
         assert pollenation_date(aws, symbols[1]) == due_since
+
+
+def test_a_scheduled_sync_whose_dead_letters_sqs_refuses_fails_so_that_eventbridge_retries_it(
+    container: Start, aws: StackResources
+) -> None:
+    # DynamoDB refuses every earnings-calendar item ("earnings_month" is theirs only); the first run's dead letters reach
+    # the queue, the second's (queue gone) cannot be kept anywhere: the invocation fails.
+    with FaultProxy(aws.endpoint, Faults(poison_attribute="earnings_month")) as proxy:
+        sync_earnings = container("SyncEarningsFunction", env={"AWS_ENDPOINT_URL_DYNAMODB": proxy.endpoint})
+        first = sync_earnings.result(harness.scheduled_event("sync-earnings-daily"))
+        letters = aws.receive_all("WriteDeadLetterQueue")
+        assert not first["ok"] and first["failed"] > 0 and len(letters) == first["failed"], first
+        assert {m["MessageAttributes"]["table"]["StringValue"] for m in letters} == {aws.refs["EarningsCalendarTable"]}
+
+        sqs = aws.client("sqs")
+        queue_name = aws.attributes[("WriteDeadLetterQueue", "QueueName")]
+        sqs.delete_queue(QueueUrl=aws.refs["WriteDeadLetterQueue"])
+        try:
+            failed = sync_earnings.invoke(harness.scheduled_event("sync-earnings-daily"))
+        finally:
+            sqs.create_queue(QueueName=queue_name)
+    assert failed.get("error") == "DeadLettersLost", failed
+    assert not aws.scan("EarningsCalendarTable")
