@@ -43,6 +43,11 @@ class TransientError(PollenError):
     transient = True
 
 
+class DeadLettersLost(TransientError):
+    """Dead letters that no durable place took: the invocation must fail, so that its source retries it. Jobs that
+    report other write failures and carry on let this one through."""
+
+
 class PermanentError(PollenError):
     """Retrying will not help: validation failures, missing resources, bad data."""
 

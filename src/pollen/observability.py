@@ -34,6 +34,9 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import Ama
 NAMESPACE = "Pollen"
 SERVICE = "pollen"
 REDACTED = "***"
+#: Libraries whose request logs are worth having at DEBUG: httpx logs every request's URL at INFO (Alpha Vantage's
+#: carries the API key). At DEBUG they are written through the redacting JSON handler; otherwise not at all.
+LIBRARY_LOGGERS = ("httpx",)
 
 
 class RedactingStream:
@@ -124,7 +127,25 @@ def configure_logging(
     )
     logger.append_keys(correlation_id=correlation_id or new_correlation_id(), **keys)
     std.propagate = False
+    _route_library_logs(std, debug=logging.getLevelName(str(level).upper()) == logging.DEBUG)
     return logger
+
+
+def _route_library_logs(std: logging.Logger, *, debug: bool) -> None:
+    """At DEBUG, the libraries' request logs go through the ``pollen`` handlers (and so their redaction)."""
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            if isinstance(getattr(handler, "stream", None), RedactingStream):
+                library.removeHandler(handler)
+        if debug:
+            for handler in std.handlers:
+                library.addHandler(handler)
+            library.setLevel(logging.DEBUG)
+            library.propagate = False
+        else:
+            library.setLevel(logging.NOTSET)
+            library.propagate = True
 
 
 class MetricsSink(Protocol):

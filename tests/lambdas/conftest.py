@@ -3,7 +3,7 @@ the simulator, and warm containers. See harness.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from pollen.local.simulator.server import SimulatorProcess
 from pollen.local.stack import MotoServer
 from tests.lambdas import harness
+from tests.standins.opensearch import OpenSearchStandIn
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +45,20 @@ def secret_value(simulator: SimulatorProcess) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def search_endpoint() -> str | None:
-    """Where stream-sync's index is: the seam for an OpenSearch stand-in.
+def opensearch() -> Iterator[OpenSearchStandIn]:
+    """An IAM-protected OpenSearch domain's stand-in: it accepts only requests signed (SigV4, service ``es``) with
+    the credentials the harness gives the functions."""
+    with OpenSearchStandIn(
+        region=harness.REGION, access_key=harness.ACCESS_KEY_ID, secret_key=harness.SECRET_ACCESS_KEY
+    ) as domain:
+        yield domain
 
-    None keeps the template's default (an empty OpenSearchEndpoint: today the embedded index under the function's
-    /tmp). A stand-in that checks SigV4 signatures plugs in here by returning its URL; the stack's
-    OpenSearchEndpoint parameter is then set to it.
-    """
-    return None
+
+@pytest.fixture(scope="module")
+def search_endpoint(opensearch: OpenSearchStandIn) -> str | None:
+    """The stack's OpenSearchEndpoint parameter: the signature-checking stand-in (None: the template's default, an
+    empty endpoint, which leaves stream sync out of the stack)."""
+    return opensearch.url
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +77,13 @@ def container(
     aws: harness.StackResources,
     simulator: SimulatorProcess,
     tmp_path: Path,
-) -> Iterator[Callable[[str], harness.LambdaContainer]]:
-    """Starts warm containers of the template's functions; stops them (and checks they wrote only to /tmp)."""
+) -> Iterator[Callable[..., harness.LambdaContainer]]:
+    """Starts warm containers of the template's functions (``env`` overrides variables, e.g. an endpoint through a
+    fault proxy); stops them (and checks they wrote only to /tmp)."""
     started: list[harness.LambdaContainer] = []
     upstream = simulator.environment()
 
-    def start(logical: str) -> harness.LambdaContainer:
+    def start(logical: str, env: Mapping[str, str] | None = None) -> harness.LambdaContainer:
         endpoints = {
             f"AWS_ENDPOINT_URL_{service}": aws.endpoint
             for service in ("DYNAMODB", "DYNAMODB_STREAMS", "SQS", "SECRETS_MANAGER")
@@ -86,13 +94,14 @@ def container(
             **{key: upstream[key] for key in ("ALPACA_BASE_URL", "ALPACA_DATA_URL", "ALPHAVANTAGE_BASE_URL")},
             "POLLEN_LOG_LEVEL": "DEBUG",
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            **(env or {}),
         }
         box = harness.LambdaContainer(
             logical=logical,
             build_dir=build_dir,
             runtime=lambda_runtime,
             stack=aws,
-            tmp=tmp_path / logical,
+            tmp=tmp_path / f"{logical}-{len(started)}",
             extra_env=extra,
         )
         started.append(box.start())

@@ -39,6 +39,11 @@ CACHE = ROOT / ".aws-sam" / "harness"
 STACK = "pollen-harness"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+#: The temporary credentials the harness gives every function, as Lambda gives the role's (moto takes any; the
+#: OpenSearch stand-in verifies signatures made with these).
+ACCESS_KEY_ID = "ASIAHARNESS000000000"
+SECRET_ACCESS_KEY = "harness-secret-access-key"
+SESSION_TOKEN = "harness-session-token"
 #: boto3 and what it needs: all the runtime venv holds besides pip (the Lambda runtime provides boto3).
 BOTO3_CLOSURE = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3", "python-dateutil", "six")
 
@@ -200,10 +205,41 @@ class StackResources:
 
         return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
-    def create(self) -> StackResources:
+    def __post_init__(self) -> None:
         for name, spec in self.template["Parameters"].items():
             self.parameters.setdefault(name, spec.get("Default", ""))
-        resources = self.template["Resources"]
+
+    def condition(self, name: str) -> bool:
+        """A condition of the template's ``Conditions``, evaluated with the stack's parameters."""
+        return bool(self._evaluate(self.template["Conditions"][name]))
+
+    def _evaluate(self, expression: Any) -> Any:
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((key, arg),) = expression.items()
+            if key == "Fn::Not":
+                return not self._evaluate(arg[0])
+            if key == "Fn::Equals":
+                return self._evaluate(arg[0]) == self._evaluate(arg[1])
+            if key == "Fn::And":
+                return all(self._evaluate(item) for item in arg)
+            if key == "Fn::Or":
+                return any(self._evaluate(item) for item in arg)
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Ref":
+                return str(self._ref(arg))
+        return str(expression)
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """The template's resources that are part of this stack (their ``Condition``, if any, holds)."""
+        return {
+            logical: resource
+            for logical, resource in self.template["Resources"].items()
+            if "Condition" not in resource or self.condition(resource["Condition"])
+        }
+
+    def create(self) -> StackResources:
+        resources = self.resources()
         dynamodb, sqs, secrets = self.client("dynamodb"), self.client("sqs"), self.client("secretsmanager")
         for logical, resource in resources.items():
             if resource["Type"] == "AWS::DynamoDB::Table":
@@ -286,7 +322,11 @@ class StackResources:
         messages: list[dict[str, Any]] = []
         while True:
             page = sqs.receive_message(
-                QueueUrl=self.refs[logical], MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=600
+                QueueUrl=self.refs[logical],
+                MaxNumberOfMessages=10,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=600,
             ).get("Messages", [])
             if not page:
                 return messages
@@ -295,9 +335,11 @@ class StackResources:
     # ---- functions
 
     def function(self, logical: str) -> dict[str, Any]:
-        """A function's properties with the template's Globals applied."""
+        """A function's properties with the template's Globals applied (it must be part of the stack)."""
         globals_ = self.template.get("Globals", {}).get("Function", {})
-        props = self.template["Resources"][logical]["Properties"]
+        resources = self.resources()
+        assert logical in resources, f"{logical} is not part of the stack with {self.parameters}"
+        props = resources[logical]["Properties"]
         merged = {**globals_, **props}
         merged["Environment"] = {
             "Variables": {
@@ -373,9 +415,9 @@ class LambdaContainer:
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             # Lambda gives the role's temporary credentials; moto takes any.
-            "AWS_ACCESS_KEY_ID": "ASIAHARNESS000000000",
-            "AWS_SECRET_ACCESS_KEY": "harness-secret-access-key",
-            "AWS_SESSION_TOKEN": "harness-session-token",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_SESSION_TOKEN": SESSION_TOKEN,
             "POLLEN_HARNESS_TIMEOUT_S": str(self.config["Timeout"]),
             **environment,
             **extra_env,

@@ -3,20 +3,21 @@ the daily cycle (sync assets, sync earnings, schedule, pollenate) and the stream
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from pollen.adapters.search.embedded import INDEX_FILE
+from pollen.streams.records import deserialize_image, to_document
 from tests.lambdas import harness
 from tests.lambdas.harness import LambdaContainer, StackResources
+from tests.standins.opensearch import OpenSearchStandIn
 
 pytestmark = [pytest.mark.aws_lambda, pytest.mark.timeout(1800)]
 
-Start = Callable[[str], LambdaContainer]
+Start = Callable[..., LambdaContainer]
 
 
 def assert_no_secret(box: LambdaContainer, secret_value: dict[str, str]) -> None:
@@ -26,8 +27,30 @@ def assert_no_secret(box: LambdaContainer, secret_value: dict[str, str]) -> None
     assert not leaked, f"{box.logical} printed {leaked}"
 
 
+def assert_index_mirrors_table(opensearch: OpenSearchStandIn, aws: StackResources, logical: str) -> None:
+    """The stand-in's index of a table holds exactly the table's items, as documents."""
+
+    def canonical(document: Any) -> str:
+        return json.dumps(document, sort_keys=True)
+
+    expected = sorted(canonical(to_document(deserialize_image(item))) for item in aws.scan(logical))
+    documents = opensearch.documents(aws.refs[logical].lower()).values()
+    indexed = sorted(canonical(d["doc"]) for d in documents if not d["pollen"]["deleted"])
+    assert indexed == expected, f"{logical}: {len(indexed)} documents for {len(expected)} items"
+
+
+def test_without_an_opensearch_endpoint_stream_sync_is_not_part_of_the_stack() -> None:
+    template = harness.load_template()
+    without = StackResources(template, "", {})
+    with_endpoint = StackResources(template, "", {}, {"OpenSearchEndpoint": "https://search.example"})
+    conditioned = {logical for logical, r in template["Resources"].items() if r.get("Condition") == "HasOpenSearch"}
+    assert {"StreamSyncFunction", "StreamSyncRole"} <= conditioned
+    assert not conditioned & set(without.resources())
+    assert conditioned <= set(with_endpoint.resources())
+
+
 def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
-    container: Start, aws: StackResources, secret_value: dict[str, str]
+    container: Start, aws: StackResources, secret_value: dict[str, str], opensearch: OpenSearchStandIn
 ) -> None:
     # SyncAssets: the daily EventBridge schedule, twice in one warm container (the second run writes nothing).
     sync_assets = container("SyncAssetsFunction")
@@ -78,11 +101,13 @@ def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
     assert overviews and overviews <= pollenated  # the simulator has no overview for some symbols
     assert_no_secret(pollenate, secret_value)
 
-    # StreamSync: the three tables' stream records (GetRecords), in batches of the mapping's BatchSize.
+    # StreamSync: the three tables' stream records (GetRecords), in batches of the mapping's BatchSize, signed with
+    # the container's credentials and accepted by the signature-checking OpenSearch stand-in.
     stream_sync = container("StreamSyncFunction")
     streams = aws.client("dynamodbstreams")
-    expected: dict[str, int] = {}
     for logical, event in stream_sync.config["Events"].items():
+        if event["Type"] != "DynamoDB":
+            continue
         stream_logical = event["Properties"]["Stream"]["Fn::GetAtt"][0]
         records = harness.stream_records(streams, aws.attributes[(stream_logical, "StreamArn")])
         size = int(event["Properties"]["BatchSize"])
@@ -90,12 +115,23 @@ def test_the_daily_cycle_and_the_stream_sync_in_lambda_containers(
         for start in range(0, len(records), size):
             response = stream_sync.result({"Records": records[start : start + size]})
             assert response == {"batchItemFailures": []}, response
-        expected[aws.refs[stream_logical]] = len(aws.scan(stream_logical))
+        assert_index_mirrors_table(opensearch, aws, stream_logical)
+    assert opensearch.refused == 0
+    assert all(request.signed for request in opensearch.domain.requests)
     assert_no_secret(stream_sync, secret_value)
-    # Documents in the index the function wrote under its /tmp (the seam: an OpenSearch stand-in's own count).
-    with contextlib.closing(sqlite3.connect(stream_sync.tmp / "pollen" / INDEX_FILE)) as db:
-        counts = dict(db.execute("SELECT tbl, COUNT(*) FROM documents WHERE deleted = 0 GROUP BY tbl").fetchall())
-    assert {table: counts.get(table, 0) for table in expected} == expected
+
+    # The purge schedule: EventBridge sends the rule's constant Input as the event. A tombstone older than the
+    # retention goes, a recent one and the live documents stay.
+    purge_event = json.loads(stream_sync.config["Events"]["PurgeTombstones"]["Properties"]["Input"])
+    index = aws.refs["AssetsTable"].lower()
+    live = opensearch.documents(index)
+    now_ms = int(time.time() * 1000)
+    for doc_id, age_h in (("OLD-TOMBSTONE", 72), ("NEW-TOMBSTONE", 1)):
+        tombstone = {"doc": None, "pollen": {"deleted": True, "updated_at": now_ms - age_h * 3_600_000}}
+        opensearch.put_document(index, doc_id, tombstone)
+    assert stream_sync.result(purge_event) == {"purged": 1}
+    assert set(opensearch.documents(index)) == set(live) | {"NEW-TOMBSTONE"}
+    assert stream_sync.result(purge_event) == {"purged": 0}
 
     for box in (sync_assets, sync_earnings, schedule, pollenate, stream_sync):
         assert box.import_s is not None

@@ -83,3 +83,24 @@ def test_every_sample_is_flushed_across_as_many_documents_as_needed() -> None:
     assert sum(1 for d in sink.documents if "UpsertDuration" in d) == 1
     counts = [d["DynamoWriteSuccess"] for d in sink.documents if "DynamoWriteSuccess" in d]
     assert counts in ([12_000], [[12_000]], [12_000.0], [[12_000.0]])
+
+
+def test_at_debug_the_http_request_log_is_written_redacted_and_at_info_not_at_all() -> None:
+    """httpx logs each request's URL, Alpha Vantage's API key included: at DEBUG that line is wanted, masked."""
+    import httpx
+
+    from pollen.observability import register_secrets
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})))
+    debug, info = io.StringIO(), io.StringIO()
+    configure_logging(level="DEBUG", stream=debug)
+    register_secrets(["av-key-123"])  # fetched from Secrets Manager after logging was configured
+    client.get("https://www.alphavantage.co/query?function=OVERVIEW&symbol=IBM&apikey=av-key-123")
+    lines = [json.loads(line) for line in debug.getvalue().splitlines()]
+    assert any("apikey=***" in line["message"] for line in lines), lines
+    assert "av-key-123" not in debug.getvalue()
+
+    configure_logging(level="INFO", stream=info)
+    client.get("https://www.alphavantage.co/query?function=OVERVIEW&symbol=IBM&apikey=av-key-123")
+    assert "HTTP Request" not in info.getvalue()
+    assert debug.getvalue().count("HTTP Request") == 1  # the INFO configuration took the handler away

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from pollen.deadline import Deadline
-from pollen.errors import AuthError, LeaseHeld, ServiceUnavailable
+from pollen.errors import AuthError, DeadLettersLost, LeaseHeld, ServiceUnavailable
 from pollen.jobs.sync_assets import SyncAssets
 from pollen.observability import MetricsRecorder
 from pollen.tables import NEVER_POLLENATED
@@ -165,6 +165,10 @@ def test_a_failing_store_call_is_reported_not_raised_and_an_unreachable_store_en
     assert not report.ok and report.failed == 4
     store.fail_upsert["assets"] = ServiceUnavailable("cannot reach DynamoDB")
     with pytest.raises(ServiceUnavailable):
+        sync(store, source)
+    # Items neither written nor kept as dead letters (SQS refused them in Lambda): the run fails, to be retried.
+    store.fail_upsert["assets"] = DeadLettersLost("assets: 4 dead letters could not be sent to SQS")
+    with pytest.raises(DeadLettersLost):
         sync(store, source)
 
 

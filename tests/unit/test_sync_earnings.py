@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from pollen.errors import InvalidRecord
+from pollen.errors import DeadLettersLost, InvalidRecord
 from pollen.jobs.sync_earnings import SyncEarningsCalendar, earnings_between, months_between
 from pollen.observability import MetricsRecorder
 from tests import payloads
@@ -141,3 +141,12 @@ def test_date_range_queries_use_month_buckets_of_the_index_and_equal_a_scan() ->
 def test_months_between_crosses_years() -> None:
     assert months_between(date(2026, 11, 30), date(2027, 2, 1)) == ["2026-11", "2026-12", "2027-01", "2027-02"]
     assert months_between(date(2026, 11, 3), date(2026, 11, 3)) == ["2026-11"]
+
+
+def test_dead_letters_that_no_durable_place_took_fail_the_run() -> None:
+    """Other write failures are reported and the run goes on; items neither written nor kept must fail it (in Lambda
+    the scheduled invocation then fails and is retried)."""
+    store = InMemoryStore()
+    store.fail_upsert["earningsCalendar"] = DeadLettersLost("earningsCalendar: 4 dead letters could not be sent")
+    with pytest.raises(DeadLettersLost):
+        run(store, CALENDAR)

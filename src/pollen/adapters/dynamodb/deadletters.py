@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.errors import translate
-from pollen.errors import ConfigError, TransientError
+from pollen.errors import ConfigError, DeadLettersLost
 from pollen.ports import DeadLetterOperation
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,6 @@ SQS_MESSAGE_LIMIT = 256 * 1024
 GZIP_BASE64 = "gzip+base64"
 #: Deletes were once queued under the table name plus this suffix; the reader still understands them.
 LEGACY_DELETES_SUFFIX = ".deletes"
-
-
-class DeadLettersLost(TransientError):
-    """Dead letters that no durable place took: the invocation must fail, so that its source retries it."""
 
 
 @dataclass
