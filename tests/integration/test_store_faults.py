@@ -220,9 +220,12 @@ def test_a_failing_index_is_retried_briefly_then_answered_by_a_scan(
         assert [_ask(store, query) for query in QUERIES] == answers
         # Only the index fails: the table itself still answers a query on its own key.
         assert [a["symbol"] for a in store.query("assets", partition=("symbol", "A0005"))] == ["A0005"]
-    # Each query: one try and 3 retries with backoff (a small budget: waits capped at 1 s), then one Scan.
-    assert proxy.requests["Query"] == 3 * 4 + 1
-    assert sum(proxy.injected.values()) == 3 * 4
+    # Each query: one try and 3 retries with backoff (a small budget: waits capped at 1 s), then one Scan. The lean
+    # transport also sends a request once more, uncounted, when a kept-alive connection drops it before any answer
+    # (what a server's idle close looks like): a reset can cost one extra Query per try on a reused connection.
+    index_queries = proxy.requests["Query"] - 1  # less the base-table query, which is not faulted
+    assert sum(proxy.injected.values()) == index_queries
+    assert 3 * 4 <= index_queries <= (3 * 4 * 2 if faults.reset else 3 * 4)
     assert proxy.requests["Scan"] == 3
     assert metrics.total("DynamoRetries", operation="Query") == 3 * 3
     assert metrics.total("GsiQueryFailure", reason=reason) == 3

@@ -92,7 +92,7 @@ def test_stream_sync_once_then_search(tables: dict[str, str], dynamodb: Any, tab
 def test_stream_sync_without_tables_fails_cleanly(pollen_env: dict[str, str]) -> None:
     result = run_pollen("stream", "sync", "--once", "--json", env=pollen_env, timeout=60)
     assert result.returncode in (1, 2)
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_backfill_command(tables: dict[str, str], dynamodb: Any, table_prefix: str) -> None:

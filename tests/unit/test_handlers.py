@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -136,7 +137,9 @@ def test_sync_assets_handler_on_a_scheduled_event(world: World, capsys: pytest.C
     out = capsys.readouterr().out
     assert {"AssetsWritten", "AssetsFetched", "MemoryUsedPercent"} <= emf_metrics(out)
     memory = [json.loads(line) for line in out.splitlines() if '"MemoryUsedPercent"' in line]
-    assert all(0 < doc["MemoryUsedPercent"][0] < 100 for doc in memory)  # of the context's 512 MB
+    # The test process's peak (it has run other tests before) as a share of the context's 512 MB.
+    peak_percent = 100.0 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 / 512
+    assert memory and all(0 < doc["MemoryUsedPercent"][0] <= peak_percent + 0.1 for doc in memory)
     again = call(sync_assets, scheduled_event())  # warm container
     assert again["written"] == 0 and again["unchanged"] == 3
 

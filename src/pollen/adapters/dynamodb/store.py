@@ -617,9 +617,12 @@ class DynamoStore:
         try:
             self._upsert_records(result, info, records, deadline, compare, known)
         except Exception as exc:
-            if isinstance(exc, PollenError) and exc.exit_code == 2:
-                result.fatal = exc
-            log.exception("upsert worker failed", extra={"table": info.logical})
+            if isinstance(exc, PollenError):
+                if exc.exit_code == 2:
+                    result.fatal = exc
+                log.error("upsert worker failed", extra={"table": info.logical, "error": str(exc)[:300]})
+            else:  # a defect: keep its traceback in the log
+                log.exception("upsert worker failed", extra={"table": info.logical})
             unsettled = [r for r in records if r.signature not in result.done]
             self._fail_all(result, info, unsettled, f"not written: {type(exc).__name__}: {str(exc)[:200]}")
         return result
