@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-import resource
 import logging
+import resource
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path

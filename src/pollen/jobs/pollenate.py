@@ -34,7 +34,7 @@ from pollen.domain.fundamentals import (
     statement_items,
 )
 from pollen.domain.values import timestamp, validate_symbol
-from pollen.errors import AuthError, ConfigError, InvalidRecord, NotFound, PollenError, QuotaExhausted
+from pollen.errors import AuthError, ConfigError, DeadLettersLost, InvalidRecord, NotFound, PollenError, QuotaExhausted
 from pollen.jobs.common import Clock, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore, StatementFunction
@@ -360,9 +360,17 @@ class PollenateAsset:
 
     def _write(self, result: AssetResult, table: str, items: list[Item], deadline: Deadline) -> None:
         entry = result.tables[table]
-        # The store names and dead-letters every item it does not write; what it raises ends the run.
-        with self.metrics.timer("WriteDuration", job=JOB, table=table):
-            outcome = self.store.upsert(table, items, deadline=deadline)
+        # The store names and dead-letters every item it does not write. What it raises for the whole call fails
+        # this table only (one table failing never stops the others), unless the run cannot go on at all.
+        try:
+            with self.metrics.timer("WriteDuration", job=JOB, table=table):
+                outcome = self.store.upsert(table, items, deadline=deadline)
+        except PollenError as exc:
+            if exc.exit_code == 2 or isinstance(exc, DeadLettersLost):
+                raise
+            entry.failed += len(items)
+            self._table_failed(result, table, "failed", str(exc))
+            return
         entry.written += outcome.written
         entry.unchanged += outcome.unchanged
         entry.invalid += outcome.invalid

@@ -335,7 +335,7 @@ class JobLease:
             return
         self.held = False
         try:
-            deleted, attempts = self._conditional(
+            deleted, _attempts = self._conditional(
                 "delete_item",
                 f"release lease {self.job}",
                 Deadline.after(RELEASE_RETRY_S),
@@ -355,6 +355,9 @@ class JobLease:
         if deleted:
             return
         holder = self._holder()
-        if attempts > 1 and holder.startswith("nobody"):
-            return  # an earlier attempt deleted it; only its answer was lost
+        if holder.startswith("nobody"):
+            # An earlier attempt deleted it and only its answer was lost (a retry, or the transport's uncounted
+            # resend on a dropped kept-alive connection). A takeover by another run would have been seen by the
+            # heartbeat's renewals; at release, nobody holding it is what release wanted.
+            return
         self._lose(f"at release it was held by {holder}")
