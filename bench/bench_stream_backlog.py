@@ -1,0 +1,117 @@
+"""A stream backlog drained by `stream sync --once`: today's pages and batches of 10 against large ones, one run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+
+from bench.bench_stream import overview
+from pollen.adapters.dynamodb.client import make_client
+from pollen.adapters.search.embedded import EmbeddedSearchIndex
+from pollen.local.stack import MotoServer
+from pollen.observability import MemorySink, MetricsRecorder
+from pollen.streams.checkpoints import FileCheckpoints
+from pollen.streams.poller import GET_RECORDS_MAX, StreamPoller, StreamReport, StreamSource
+from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.tables import STREAMED_TABLES
+
+RECORDS = int(os.environ.get("POLLEN_BENCH_STREAM_RECORDS", "10000"))
+_ser = TypeSerializer()
+
+
+class _CountingIndex(EmbeddedSearchIndex):
+    """The embedded index, counting applies: each is one SQLite transaction."""
+
+    transactions = 0
+
+    def apply(self, changes: Any) -> Any:
+        self.transactions += 1
+        return super().apply(changes)
+
+
+def _load(endpoint: str, prefix: str) -> float:
+    """Create the streamed tables and write RECORDS companyOverview items (one INSERT record each)."""
+    dynamodb = make_client("dynamodb", endpoint_url=endpoint)
+    for table in STREAMED_TABLES:
+        dynamodb.create_table(**table.create_table_request(prefix + table.name))
+    started = time.perf_counter()
+    name = prefix + "companyOverview"
+    for start in range(0, RECORDS, 25):
+        requests = [
+            {"PutRequest": {"Item": {k: _ser.serialize(v) for k, v in overview(i).items()}}}
+            for i in range(start, min(start + 25, RECORDS))
+        ]
+        pending: dict[str, Any] = {name: requests}
+        while pending:
+            pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    return time.perf_counter() - started
+
+
+def _drain(endpoint: str, home: Path, prefix: str, label: str, backlog_batch_size: int) -> tuple[float, int, int]:
+    """`stream sync --once` as the CLI builds it (all streamed tables, file checkpoints, batch 10, window 5 s)."""
+    streams = make_client("dynamodbstreams", endpoint_url=endpoint, max_attempts=3)
+    index = _CountingIndex(home / f"{label}.sqlite")
+    sync = StreamSync(index, metrics=MetricsRecorder(MemorySink()), dead_letters=MemoryDeadLetters())
+    poller = StreamPoller(
+        streams,
+        sync,
+        FileCheckpoints(home / f"{label}-checkpoints.json"),
+        [StreamSource(t, prefix + t.name) for t in STREAMED_TABLES],
+        batch_size=10,
+        backlog_batch_size=backlog_batch_size,
+        window_s=5.0,
+    )
+    started = time.perf_counter()
+    report: StreamReport = poller.run_once()
+    elapsed = time.perf_counter() - started
+    assert report.ok and report.indexed == RECORDS, report
+    assert index.get("companyOverview", f"SYM{RECORDS - 1:06d}") is not None
+    index.close()
+    return elapsed, index.transactions, report.batches
+
+
+def main() -> str:
+    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    with tempfile.TemporaryDirectory(prefix="pollen-bench-backlog-") as scratch, MotoServer() as server:
+        home = Path(scratch)
+        prefix = f"b{uuid.uuid4().hex[:8]}-"
+        load_s = _load(server.endpoint, prefix)
+        # The same stream, read from its start by each poller with its own checkpoints and index.
+        before_s, before_tx, _ = _drain(server.endpoint, home, prefix, "before", backlog_batch_size=10)
+        after_s, after_tx, _ = _drain(server.endpoint, home, prefix, "after", backlog_batch_size=GET_RECORDS_MAX)
+        load = os.getloadavg()[0]
+    before_rate, after_rate = RECORDS / before_s, RECORDS / after_s
+    return "\n".join(
+        [
+            "## Stream sync: a backlog drained by `stream sync --once`",
+            "",
+            f"Method: {RECORDS:,} companyOverview items written to moto's server (child process, HTTP on loopback;",
+            f"BatchWriteItem, {load_s:.0f} s), so the table's stream holds {RECORDS:,} INSERT records; then the same",
+            "stream drained twice from its start, each time by a `StreamPoller.run_once` built as `pollen stream sync",
+            "--once` builds it (the three streamed tables, file checkpoints with fsync, the embedded index, batch 10,",
+            "window 5 s) with its own checkpoints and index file. Before: pages and index transactions of 10 records",
+            "(`backlog_batch_size=10`, the poller's behaviour until now). After: GetRecords pages of up to 1,000 and",
+            "everything read applied at once when at least a batch is waiting (the default). Every record indexed in",
+            f"both runs. Load average at the end: {load:.1f} on 2 shared cores.",
+            "",
+            "| poller | seconds | records/s | index transactions | speed-up |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| before: pages and batches of 10 | {before_s:.1f} | {before_rate:,.0f} | {before_tx:,} | 1.0x |",
+            f"| after: pages of 1,000, backlog applied in large batches | {after_s:.1f} | {after_rate:,.0f} "
+            f"| {after_tx:,} | {after_rate / before_rate:.1f}x |",
+            "",
+            "Caught up, the poller still applies batches of `POLLEN_STREAM_BATCH_SIZE` (10) after at most",
+            "`POLLEN_STREAM_WINDOW_S`; the Lambda's event source mapping keeps batch 10.",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(main())
