@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,13 +226,31 @@ class StreamPoller:
         self, source: StreamSource, stream_arn: str, shard_id: str, report: StreamReport, *, drain: bool
     ) -> int:
         state = self._states.setdefault((stream_arn, shard_id), _ShardState())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="get-records") as reader:
+            return self._drain_shard(source, stream_arn, shard_id, state, report, reader, drain=drain)
+
+    def _drain_shard(
+        self,
+        source: StreamSource,
+        stream_arn: str,
+        shard_id: str,
+        state: _ShardState,
+        report: StreamReport,
+        reader: ThreadPoolExecutor,
+        *,
+        drain: bool,
+    ) -> int:
         read = 0
         closed = False
+        ahead: Future[dict[str, Any] | None] | None = None
         while True:
             if state.iterator is None:
                 state.iterator = self._iterator(stream_arn, shard_id, report)
                 state.pending.clear()
-            response = self._get_records(state.iterator, self.read_limit)
+            if ahead is not None:
+                response, ahead = ahead.result(), None
+            else:
+                response = self._get_records(state.iterator, self.read_limit)
             if response is None:
                 state.iterator = None
                 continue
@@ -243,9 +262,16 @@ class StreamPoller:
             read += len(records)
             state.iterator = next_iterator
             closed = next_iterator is None
+            behind = len(state.pending) >= self.batch_size
+            if behind and records and next_iterator is not None and self.backlog_batch_size > self.batch_size:
+                # The next page is read (one call at a time) while this one is applied; reading moves no checkpoint.
+                ahead = reader.submit(self._get_records, next_iterator, self.read_limit)
             while len(state.pending) >= self.batch_size:  # behind: apply what is read in large transactions
                 count = min(len(state.pending), self.backlog_batch_size)
                 if not self._flush(source, stream_arn, shard_id, state, report, count):
+                    if ahead is not None:  # its page is dropped: reading resumes from the checkpoint
+                        ahead.cancel()
+                        wait([ahead])
                     return read
             if not records or closed:
                 break
