@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -20,9 +23,11 @@ from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import GET_RECORDS_MAX, StreamPoller, StreamReport, StreamSource
 from pollen.streams.sync import MemoryDeadLetters, StreamSync
 from pollen.streams.wire import WireRecordsClient, records_client
-from pollen.tables import STREAMED_TABLES
+from pollen.tables import STREAMED_TABLES, TABLES
 
 RECORDS = int(os.environ.get("POLLEN_BENCH_STREAM_RECORDS", "10000"))
+#: A src tree of the code to compare with (e.g. `git archive <commit> src | tar -x -C DIR`, then DIR/src).
+BASE_SOURCE = os.environ.get("POLLEN_BENCH_BASE_SRC")
 _ser = TypeSerializer()
 
 
@@ -39,7 +44,7 @@ class _CountingIndex(EmbeddedSearchIndex):
 def _load(endpoint: str, prefix: str) -> float:
     """Create the streamed tables and write RECORDS companyOverview items (one INSERT record each)."""
     dynamodb = make_client("dynamodb", endpoint_url=endpoint)
-    for table in STREAMED_TABLES:
+    for table in TABLES.values():  # every table, as `pollen tables create` makes them (run records included)
         dynamodb.create_table(**table.create_table_request(prefix + table.name))
     started = time.perf_counter()
     name = prefix + "companyOverview"
@@ -81,6 +86,34 @@ def _drain(
     return elapsed, index.transactions, report.batches
 
 
+def _cli_drain(endpoint: str, home: Path, prefix: str, label: str, source: str | None) -> tuple[float, float]:
+    """`pollen stream sync --once --json` in a child process (``source``: another src tree to run, e.g. the code
+    before this change); returns its wall time and the report's own duration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLLEN_")}
+    env.update(
+        AWS_ENDPOINT_URL_DYNAMODB=endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB_STREAMS=endpoint,
+        AWS_REGION="us-east-1",
+        POLLEN_TABLE_PREFIX=prefix,
+        POLLEN_HOME=str(home / label),
+    )
+    if source:
+        env["PYTHONPATH"] = source
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pollen", "stream", "sync", "--once", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["indexed"] == RECORDS, (report, done.stderr[-2000:])
+    return wall, float(report["duration_s"])
+
+
 def main() -> str:
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     with tempfile.TemporaryDirectory(prefix="pollen-bench-backlog-") as scratch, MotoServer() as server:
@@ -91,6 +124,12 @@ def main() -> str:
         before_s, before_tx, _ = _drain(server.endpoint, home, prefix, "before", 10, wire=False)
         large_s, large_tx, _ = _drain(server.endpoint, home, prefix, "large", GET_RECORDS_MAX, wire=False)
         after_s, after_tx, _ = _drain(server.endpoint, home, prefix, "after", GET_RECORDS_MAX, wire=True)
+        cli_rows = []
+        if BASE_SOURCE:
+            wall, job = _cli_drain(server.endpoint, home, prefix, "cli-before", BASE_SOURCE)
+            cli_rows.append(("`pollen stream sync --once`, the code before this change", wall, job))
+        wall, job = _cli_drain(server.endpoint, home, prefix, "cli-after", None)
+        cli_rows.append(("`pollen stream sync --once`, this code", wall, job))
         load = os.getloadavg()[0]
     before_rate, large_rate, after_rate = RECORDS / before_s, RECORDS / large_s, RECORDS / after_s
     return "\n".join(
@@ -115,6 +154,17 @@ def main() -> str:
             f"| {large_tx:,} | {large_rate / before_rate:.1f}x |",
             f"| after: the same, GetRecords through the JSON client | {after_s:.1f} | {after_rate:,.0f} "
             f"| {after_tx:,} | {after_rate / before_rate:.1f}x |",
+            "",
+            "The command itself on the same stream (a child process each, its own POLLEN_HOME; the three tables",
+            "created by `pollen tables create`; job seconds are the report's `duration_s`, wall includes start-up).",
+            "The code before this change is the parent commit's `src` (`git archive`, `POLLEN_BENCH_BASE_SRC`).",
+            "",
+            "| command | wall s | job s | records/s (job) | speed-up (job) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {name} | {wall:.1f} | {job:.1f} | {RECORDS / job:,.0f} | {cli_rows[0][2] / job:.1f}x |"
+                for name, wall, job in cli_rows
+            ),
             "",
             "Caught up, the poller still applies batches of `POLLEN_STREAM_BATCH_SIZE` (10) after at most",
             "`POLLEN_STREAM_WINDOW_S`; the Lambda's event source mapping keeps batch 10.",
