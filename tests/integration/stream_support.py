@@ -15,6 +15,7 @@ from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
 from pollen.streams.records import document_id, to_document
 from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.wire import records_client
 from pollen.tables import STREAMED_TABLES, table_def
 
 _deserializer = TypeDeserializer()
@@ -94,9 +95,11 @@ class World:
     def poller(self, index: Any = None, **options: Any) -> StreamPoller:
         options.setdefault("batch_size", 10)
         options.setdefault("window_s", 0.0)
-        return StreamPoller(
-            self.streams, self.sync(index), FileCheckpoints.in_home(self.home), self.sources(), **options
+        # As `pollen stream sync` builds it against the embedded stack: GetRecords through the JSON client.
+        client = records_client(
+            self.streams, endpoint_url=self.streams.meta.endpoint_url, region=self.streams.meta.region_name
         )
+        return StreamPoller(client, self.sync(index), FileCheckpoints.in_home(self.home), self.sources(), **options)
 
     def expected(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {t.name: table_documents(self.dynamodb, self.prefix, t.name) for t in STREAMED_TABLES}

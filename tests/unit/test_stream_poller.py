@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
+from pollen.adapters.search.base import ApplyResult
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.observability import MemorySink, MetricsRecorder
-from pollen.streams.checkpoints import FileCheckpoints
+from pollen.streams.checkpoints import FileCheckpoints, ShardCheckpoint
 from pollen.streams.poller import StreamPoller, StreamReport, StreamSource, parents_first
+from pollen.streams.records import Change
 from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.wire import binary_as_bytes
 from pollen.tables import COMPANY_OVERVIEW
 
 _ser = TypeSerializer()
@@ -145,3 +149,128 @@ def test_small_batches_wait_for_the_window_unless_draining(tmp_path: Path) -> No
     assert index.get("companyOverview", "B") == {"symbol": "B", "Name": "b"}
     stops = iter([False, True])
     assert poller.run(lambda: next(stops)).ok
+
+
+class BacklogStreams(FakeStreams):
+    """One open shard holding a backlog: ``keys`` symbols, each written several times, some deleted at the end."""
+
+    def __init__(self, records: int, keys: int = 97) -> None:
+        super().__init__()
+        backlog = [rec("MODIFY", BASE + n, f"K{n % keys}", f"name {n}") for n in range(records)]
+        for n in range(records, records + min(records, 5)):  # the last writes of a few keys are deletes
+            backlog.append(rec("REMOVE", BASE + n, f"K{n % keys}"))
+        self.shards = {"shard-0": {"records": backlog, "closed": False}}
+        self.limits: list[int] = []
+
+    def describe_stream(self, StreamArn: str, **_: Any) -> dict[str, Any]:
+        shard = {"ShardId": "shard-0", "SequenceNumberRange": {"StartingSequenceNumber": str(BASE)}}
+        return {"StreamDescription": {"StreamArn": StreamArn, "Shards": [shard]}}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        self.limits.append(Limit)
+        return super().get_records(ShardIterator, Limit)
+
+    def expected(self) -> dict[str, dict[str, Any] | None]:
+        """Each key's last state: what the index must hold once the backlog is applied."""
+        last: dict[str, dict[str, Any] | None] = {}
+        for record in self.shards["shard-0"]["records"]:
+            symbol = record["dynamodb"]["Keys"]["symbol"]["S"]
+            image = record["dynamodb"].get("NewImage")
+            last[symbol] = {"symbol": symbol, "Name": image["Name"]["S"]} if image else None
+        return last
+
+
+class CountingIndex(EmbeddedSearchIndex):
+    """The embedded index, recording the size of every apply (each apply is one SQLite transaction)."""
+
+    def __init__(self, path: Path, fail_sequence: str | None = None) -> None:
+        super().__init__(path)
+        self.transactions: list[int] = []
+        self.fail_sequence = fail_sequence
+
+    def apply(self, changes: Sequence[Change]) -> ApplyResult:
+        self.transactions.append(len(changes))
+        failing = [c for c in changes if c.sequence_number == self.fail_sequence]
+        if failing:
+            self.fail_sequence = None  # fails once, as a transient index error would
+        result = super().apply([c for c in changes if c not in failing])
+        result.failed += [(c, "simulated: index unavailable") for c in failing]
+        return result
+
+
+def backlog_poller(tmp_path: Path, client: FakeStreams, index: EmbeddedSearchIndex, **options: Any) -> StreamPoller:
+    sync = StreamSync(index, metrics=MetricsRecorder(MemorySink()), dead_letters=MemoryDeadLetters())
+    checkpoints = FileCheckpoints(tmp_path / "cp.json")
+    return StreamPoller(client, sync, checkpoints, [StreamSource(COMPANY_OVERVIEW, "t-companyOverview")], **options)
+
+
+def assert_converged(index: EmbeddedSearchIndex, client: BacklogStreams) -> None:
+    for symbol, state in client.expected().items():
+        assert index.get("companyOverview", symbol) == state, symbol
+
+
+def test_a_backlog_is_applied_in_large_transactions_and_converges(tmp_path: Path) -> None:
+    client = BacklogStreams(2_500)
+    index = CountingIndex(tmp_path / "i.sqlite")
+    poller = backlog_poller(tmp_path, client, index, batch_size=10, window_s=5.0)
+    report = poller.run_once()
+    assert report.ok and report.records == 2_505
+    # Pages as large as the stream gives, each applied in one transaction: not 251 transactions of 10.
+    assert set(client.limits) == {1000}
+    assert index.transactions == [1000, 1000, 505]
+    assert report.batches == 3
+    assert_converged(index, client)
+    last = client.shards["shard-0"]["records"][-1]["dynamodb"]["SequenceNumber"]
+    assert FileCheckpoints(tmp_path / "cp.json").get(ARN, "shard-0") == ShardCheckpoint(last)
+
+
+def test_caught_up_batches_stay_small(tmp_path: Path) -> None:
+    client = BacklogStreams(2_500)
+    index = CountingIndex(tmp_path / "i.sqlite")
+    now = [0.0]
+    poller = backlog_poller(tmp_path, client, index, batch_size=10, window_s=5.0, monotonic=lambda: now[0])
+    poller.run_once()
+    index.transactions.clear()
+    records = client.shards["shard-0"]["records"]
+    records += [rec("MODIFY", BASE + 10_000 + n, "NEW", f"new {n}") for n in range(3)]
+    poller._pass(StreamReport(), drain=False)
+    assert index.transactions == []  # 3 records wait for the caught-up batch of 10 or the window
+    now[0] += 6
+    poller._pass(StreamReport(), drain=False)
+    assert index.transactions == [3]
+    assert index.get("companyOverview", "NEW") == {"symbol": "NEW", "Name": "new 2"}
+
+
+def test_backlog_batch_equal_to_batch_size_reads_and_applies_that_many(tmp_path: Path) -> None:
+    client = BacklogStreams(95)
+    index = CountingIndex(tmp_path / "i.sqlite")
+    poller = backlog_poller(tmp_path, client, index, batch_size=10, backlog_batch_size=10, window_s=0)
+    assert poller.run_once().ok
+    assert set(client.limits) == {10}
+    assert index.transactions == [10] * 10
+    assert_converged(index, client)
+
+
+def test_a_failure_inside_a_large_batch_keeps_the_checkpoint_before_it(tmp_path: Path) -> None:
+    client = BacklogStreams(2_500)
+    records = client.shards["shard-0"]["records"]
+    failing = records[1_234]["dynamodb"]["SequenceNumber"]
+    index = CountingIndex(tmp_path / "i.sqlite", fail_sequence=failing)
+    poller = backlog_poller(tmp_path, client, index, batch_size=10, window_s=0)
+    first = poller.run_once()
+    assert not first.ok and first.failed == 1
+    # Everything before the failed record is committed; the checkpoint stops right before it.
+    checkpoint = FileCheckpoints(tmp_path / "cp.json").get(ARN, "shard-0")
+    assert checkpoint == ShardCheckpoint(records[1_233]["dynamodb"]["SequenceNumber"])
+    second = poller.run_once()  # delivered again from the failed record: later ones are version conflicts
+    assert second.ok and second.records == len(records) - 1_234
+    assert_converged(index, client)
+
+
+def test_binary_from_json_becomes_bytes_at_any_depth() -> None:
+    value = {"M": {"b": {"B": "AP8="}, "s": {"BS": ["AQ==", "Ag=="]}, "l": {"L": [{"B": "eA=="}, {"N": "1"}]}}}
+    assert binary_as_bytes(value) == {
+        "M": {"b": {"B": b"\x00\xff"}, "s": {"BS": [b"\x01", b"\x02"]}, "l": {"L": [{"B": b"x"}, {"N": "1"}]}}
+    }
+    assert binary_as_bytes({"B": "not base64!"}) == {"B": "not base64!"}  # left for the decoder to dead-letter
+    assert binary_as_bytes({"S": "AP8="}) == {"S": "AP8="}

@@ -21,6 +21,7 @@ from pollen.streams.backfill import run_backfill
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
 from pollen.streams.sync import JsonlDeadLetters, StreamSync
+from pollen.streams.wire import records_client
 from pollen.tables import STREAMED_TABLES
 
 app = typer.Typer(help="DynamoDB Streams into the search index.", no_args_is_help=True)
@@ -35,6 +36,8 @@ def build_poller(settings: Settings, sync: StreamSync) -> StreamPoller:
     client = make_client(
         "dynamodbstreams", region=settings.region, endpoint_url=settings.streams_endpoint, max_attempts=3
     )
+    endpoint = str(settings.streams_endpoint) if settings.streams_endpoint else None
+    client = records_client(client, endpoint_url=endpoint, region=settings.region)
     sources = [StreamSource(t, settings.table_name(t.name)) for t in STREAMED_TABLES]
     return StreamPoller(
         client,

@@ -1,9 +1,12 @@
 """The local stream poller behind `pollen stream sync`: DescribeStream, shard iterators, GetRecords.
 
 Per table it finds the latest stream, lists its shards and reads them parents first (a child shard is read only
-once its parent is finished, so a key's records keep their order across a shard split). Records are applied in
-batches of ``batch_size``; a smaller batch waits at most ``window_s`` for more records (``--once`` does not wait:
-it drains what is there, then returns). The checkpoint moves only past records the index has applied; on a
+once its parent is finished, so a key's records keep their order across a shard split). GetRecords pages are as
+large as the stream gives (up to ``backlog_batch_size``, at most 1,000). Caught up, records are applied in batches
+of ``batch_size`` (the Lambda's batch) and a smaller batch waits at most ``window_s`` for more (``--once`` does not
+wait: it drains what is there, then returns). Behind (at least ``batch_size`` records waiting), everything read is
+applied at once, up to ``backlog_batch_size`` records per index transaction: a backlog drains in a few large
+transactions instead of one per ten records. The checkpoint moves only past records the index has applied; on a
 failure it stays before the earliest failed record and reading resumes from there.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +30,11 @@ from pollen.tables import TableDef
 
 log = logging.getLogger(__name__)
 
+#: The most records one GetRecords call returns (DynamoDB Streams' own limit).
+GET_RECORDS_MAX = 1000
+
 #: GetRecords page size when only looking for the stream's head (backfill position).
-_PEEK_LIMIT = 1000
+_PEEK_LIMIT = GET_RECORDS_MAX
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class StreamPoller:
         sources: Sequence[StreamSource],
         *,
         batch_size: int = 10,
+        backlog_batch_size: int = GET_RECORDS_MAX,
         window_s: float = 5.0,
         poll_interval_s: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -109,6 +117,9 @@ class StreamPoller:
         self.checkpoints = checkpoints
         self.sources = list(sources)
         self.batch_size = batch_size
+        # Never below the caught-up batch: with both equal the poller reads and applies batch_size at a time.
+        self.backlog_batch_size = max(batch_size, backlog_batch_size)
+        self.read_limit = min(GET_RECORDS_MAX, self.backlog_batch_size)
         self.window_s = window_s
         self.poll_interval_s = poll_interval_s
         self.sleep = sleep
@@ -215,13 +226,31 @@ class StreamPoller:
         self, source: StreamSource, stream_arn: str, shard_id: str, report: StreamReport, *, drain: bool
     ) -> int:
         state = self._states.setdefault((stream_arn, shard_id), _ShardState())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="get-records") as reader:
+            return self._drain_shard(source, stream_arn, shard_id, state, report, reader, drain=drain)
+
+    def _drain_shard(
+        self,
+        source: StreamSource,
+        stream_arn: str,
+        shard_id: str,
+        state: _ShardState,
+        report: StreamReport,
+        reader: ThreadPoolExecutor,
+        *,
+        drain: bool,
+    ) -> int:
         read = 0
         closed = False
+        ahead: Future[dict[str, Any] | None] | None = None
         while True:
             if state.iterator is None:
                 state.iterator = self._iterator(stream_arn, shard_id, report)
                 state.pending.clear()
-            response = self._get_records(state.iterator, self.batch_size)
+            if ahead is not None:
+                response, ahead = ahead.result(), None
+            else:
+                response = self._get_records(state.iterator, self.read_limit)
             if response is None:
                 state.iterator = None
                 continue
@@ -233,8 +262,16 @@ class StreamPoller:
             read += len(records)
             state.iterator = next_iterator
             closed = next_iterator is None
-            while len(state.pending) >= self.batch_size:
-                if not self._flush(source, stream_arn, shard_id, state, report, self.batch_size):
+            behind = len(state.pending) >= self.batch_size
+            if behind and records and next_iterator is not None and self.backlog_batch_size > self.batch_size:
+                # The next page is read (one call at a time) while this one is applied; reading moves no checkpoint.
+                ahead = reader.submit(self._get_records, next_iterator, self.read_limit)
+            while len(state.pending) >= self.batch_size:  # behind: apply what is read in large transactions
+                count = min(len(state.pending), self.backlog_batch_size)
+                if not self._flush(source, stream_arn, shard_id, state, report, count):
+                    if ahead is not None:  # its page is dropped: reading resumes from the checkpoint
+                        ahead.cancel()
+                        wait([ahead])
                     return read
             if not records or closed:
                 break

@@ -323,6 +323,7 @@ class WireClient:
         verify: str | bool = True,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
+        target_prefix: str = TARGET_PREFIX,
     ) -> None:
         if endpoint_url is None:
             resolved = resolve_endpoint(region=region)
@@ -341,6 +342,8 @@ class WireClient:
             host_header += f":{parts.port}"
         self._signer = SigV4Signer(host=host_header, path=self._path, region=region)
         self._request_line = f"POST {self._path} HTTP/1.1\r\n".encode("ascii")
+        #: The X-Amz-Target prefix: DynamoDB's, or DynamoDB Streams' (same signing name, same JSON protocol).
+        self._target_prefix = target_prefix
         self._credentials = credentials if credentials is not None else session_credentials(self.endpoint_url)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -378,7 +381,7 @@ class WireClient:
         credentials = self._credentials.get_frozen_credentials()
         if credentials is None or credentials.access_key is None:
             raise NoCredentialsError()
-        headers = self._signer.headers(credentials, TARGET_PREFIX + operation, body)
+        headers = self._signer.headers(credentials, self._target_prefix + operation, body)
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = b"".join(
             (self._request_line, head.encode("latin-1"), b"Content-Length: %d\r\n\r\n" % len(body), body)
