@@ -15,12 +15,14 @@ import pytest
 
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
+from pollen.jobs.scheduler import Scheduler
 from pollen.jobs.sync_assets import SyncAssets
+from pollen.jobs.sync_earnings import SyncEarningsCalendar
 from pollen.observability import MetricsRecorder
 from pollen.ports import VERSION_ATTRIBUTES
 from pollen.tables import NEVER_POLLENATED
 from tests import payloads
-from tests.fakes import FakeAssetSource
+from tests.fakes import FakeAssetSource, FakeFundamentals
 from tests.integration.store_support import FAST_RETRY, client_factory, proxy, statement, tables  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -150,3 +152,39 @@ def test_the_upsert_compares_with_the_versions_it_is_handed(proxy: Any, tables: 
         report = store.upsert("earnings", changed, stored=stored[:9])
     assert (report.written, report.unchanged) == (2, 8)
     assert not [operation for operation, _ in calls if operation in ("batch_get_item", "scan", "describe_table")]
+
+
+def test_a_calendar_resync_compares_with_its_window_read_and_a_reschedule_still_replaces(
+    proxy: Any, tables: str, tmp_path: Path
+) -> None:
+    rows = [payloads.calendar_row(f"S{i:03d}", "2026-11-20", "2026-09-30") for i in range(30)]
+    nov2 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    store, calls = recording_store(proxy.endpoint, tables, tmp_path)
+    with store:
+        SyncEarningsCalendar(store, FakeFundamentals(rows), metrics=MetricsRecorder(), clock=lambda: nov2).run()
+        calls.clear()
+        moved = [payloads.calendar_row("S000", "2026-12-03", "2026-09-30"), *rows[1:]]
+        report = SyncEarningsCalendar(
+            store, FakeFundamentals(moved), metrics=MetricsRecorder(), clock=lambda: nov2
+        ).run()
+        on_calendar = data_calls(calls, f"{tables}earningsCalendar")
+        stored = list(store.scan("earningsCalendar"))
+    assert report.ok, report.errors
+    assert (report.written, report.unchanged, report.rescheduled, report.stale_removed) == (1, 29, 1, 1)
+    assert sorted(i["earnings_date"] for i in stored if i["asset_symbol"] == "S000") == ["2026-12-03"]
+    assert "batch_get_item" not in {operation for operation, _ in on_calendar}
+    queries = [params for operation, params in on_calendar if operation == "query"]
+    assert queries and all("contentHash" in p["ExpressionAttributeNames"].values() for p in queries)
+
+
+def test_the_scheduler_reads_active_assets_projected(proxy: Any, tables: str, tmp_path: Path) -> None:
+    store, calls = recording_store(proxy.endpoint, tables, tmp_path)
+    with store:
+        SyncAssets(store, market(12), metrics=MetricsRecorder(), clock=lambda: DAY1).run()
+        calls.clear()
+        due = Scheduler(store, metrics=MetricsRecorder(), clock=lambda: DAY1).next_due(3)
+    assert [d.symbol for d in due] == ["S011", "S010", "S009"]  # never pollenated, highest volume first
+    (query,) = [p for operation, p in data_calls(calls, f"{tables}assets") if operation == "query"]
+    assert query["IndexName"] == "status-index"
+    assert set(query["ExpressionAttributeNames"].values()) >= {"symbol", "lastPollenationDate", "volume"}
+    assert "name" not in query["ExpressionAttributeNames"].values()
