@@ -58,6 +58,7 @@ class InMemoryStore:
         self.moves = 0
         self.queries: list[tuple[str, str | None]] = []
         self.scans: list[str] = []
+        self.upserts_with_stored = 0
         self.fail_upsert: dict[str, PollenError] = {}
         #: (table, item or key, reason) of every item an injected ``fail_upsert`` failed.
         self.dead_letters: list[tuple[str, Item, str]] = []
@@ -102,8 +103,18 @@ class InMemoryStore:
         self.dead_letters.extend((table, dict(k), str(error)) for k in keys)
         return report
 
-    def upsert(self, table: str, items: Iterable[Item], *, deadline: Deadline | None = None) -> FakeWriteReport:
+    def upsert(
+        self,
+        table: str,
+        items: Iterable[Item],
+        *,
+        deadline: Deadline | None = None,
+        stored: Iterable[Item] | None = None,
+    ) -> FakeWriteReport:
+        """``stored`` is recorded (``upserts_with_stored``); the comparison is against the fake's own contents."""
         items = list(items)
+        if stored is not None:
+            self.upserts_with_stored += 1
         injected = self._injected(table, items)
         if injected is not None:
             return injected
@@ -169,6 +180,7 @@ class InMemoryStore:
         index: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[Item]:
         self.queries.append((table, index))
         definition = TABLES[table]
@@ -188,9 +200,19 @@ class InMemoryStore:
             found.sort(key=lambda i: (_sort_value(i[sort_name]), str(self._key(definition, i))), reverse=descending)
         if limit is not None:
             found = found[:limit]
+        if attributes:
+            wanted = {*attributes, *definition.key_names, name, *([sort_name] if sort_name else [])}
+            found = [{k: v for k, v in i.items() if k in wanted} for i in found]
         return iter([copy.deepcopy(i) for i in found])
 
-    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
+    def scan(
+        self,
+        table: str,
+        *,
+        segments: int = 1,
+        attributes: Sequence[str] | None = None,
+        consistent: bool = False,
+    ) -> Iterator[Item]:
         self.scans.append(table)
         if attributes is None:
             return iter(self.items(table))

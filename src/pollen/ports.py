@@ -70,12 +70,27 @@ class WriteDeadLetterSink(Protocol):
     ) -> None: ...
 
 
+#: The store's hash of an item's content (without bookkeeping attributes); returned by a Scan only when projected.
+CONTENT_HASH = "contentHash"
+#: What ``ItemStore.upsert(stored=...)`` needs of each stored item besides its key.
+VERSION_ATTRIBUTES = (CONTENT_HASH, "lastSyncDate")
+
+
 class ItemStore(Protocol):
     """The single dispatch point for every DynamoDB call the jobs make."""
 
-    def upsert(self, table: str, items: Iterable[Item], *, deadline: Deadline | None = None) -> WriteOutcome:
+    def upsert(
+        self,
+        table: str,
+        items: Iterable[Item],
+        *,
+        deadline: Deadline | None = None,
+        stored: Iterable[Item] | None = None,
+    ) -> WriteOutcome:
         """Write items that changed (content compared without bookkeeping attributes); skip unchanged ones;
-        never apply an item whose ``lastSyncDate`` is older than the stored one."""
+        never apply an item whose ``lastSyncDate`` is older than the stored one. ``stored``: the whole table as the
+        caller has just read it, projected onto :data:`VERSION_ATTRIBUTES` (and the key); the items are compared
+        with it instead of being read again, and a key absent from it is new."""
         ...
 
     def delete(self, table: str, keys: Iterable[Key], *, deadline: Deadline | None = None) -> WriteOutcome: ...
@@ -93,14 +108,24 @@ class ItemStore(Protocol):
         index: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[Item]:
         """Items with ``partition[0] == partition[1]`` (and the sort key within ``sort_between``, inclusive),
-        through ``index`` when given; falls back to a filtered Scan when the index is missing or failing."""
+        through ``index`` when given; falls back to a filtered Scan when the index is missing or failing.
+        ``attributes`` projects the items (keys always included)."""
         ...
 
-    def scan(self, table: str, *, segments: int = 1, attributes: Sequence[str] | None = None) -> Iterator[Item]:
+    def scan(
+        self,
+        table: str,
+        *,
+        segments: int = 1,
+        attributes: Sequence[str] | None = None,
+        consistent: bool = False,
+    ) -> Iterator[Item]:
         """Every item of a table; with ``attributes``, only those attributes of each item (a projection: cheaper to
-        move and to decode when a job needs only keys and a few fields)."""
+        move and to decode when a job needs only keys and a few fields; naming :data:`CONTENT_HASH` returns the
+        store's content hash). ``consistent``: strongly consistent reads (twice the read units)."""
         ...
 
     def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:

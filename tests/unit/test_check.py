@@ -98,3 +98,12 @@ def test_a_failed_fold_is_reported() -> None:
     assert len(store.by("assets", symbol="IBM")) == 2
     assert any("could not fold" in e for e in report.errors)
     assert not report.ok
+
+
+def test_the_calendar_is_scanned_projected_and_a_repair_rewrites_the_whole_item() -> None:
+    store = planted()
+    check(store, repair=True)
+    (fixed,) = store.by("earningsCalendar", asset_symbol="X")
+    # The check reads a projection; the repaired item keeps what the projection left out.
+    assert fixed["earnings_month"] == "2026-12" and fixed["name"] == "IBM"
+    assert fixed["fiscal_date_ending"] == "2026-09-30"

@@ -26,8 +26,8 @@ class CountingStore(InMemoryStore):
         super().__init__()
         self.metrics = metrics
 
-    def upsert(self, table, items, *, deadline=None):  # type: ignore[no-untyped-def]
-        outcome = super().upsert(table, items, deadline=deadline)
+    def upsert(self, table, items, *, deadline=None, stored=None):  # type: ignore[no-untyped-def]
+        outcome = super().upsert(table, items, deadline=deadline, stored=stored)
         self.metrics.count(WRITE_UNITS_METRIC, outcome.written, table=table)
         return outcome
 

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from pollen.deadline import Deadline
 from pollen.domain.assets import REQUIRED_ASSET_ATTRIBUTES, missing_asset_attributes
-from pollen.domain.calendar import missing_calendar_attributes
+from pollen.domain.calendar import REQUIRED_CALENDAR_ATTRIBUTES, missing_calendar_attributes
 from pollen.domain.values import month_of, timestamp
 from pollen.errors import PollenError
 from pollen.jobs.common import Clock, utc_now
@@ -139,7 +139,14 @@ def _fill_missing(
         report.unrepaired += 1
 
 
+#: What the calendar check reads of every item; the items a repair rewrites are re-read whole first.
+CALENDAR_CHECK_ATTRIBUTES = REQUIRED_CALENDAR_ATTRIBUTES
+
+
 def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport, *, repair: bool) -> None:
+    """Check calendar items (whole, or projected onto CALENDAR_CHECK_ATTRIBUTES): an item whose
+    ``earnings_month`` a repair recomputes is read whole by key first, so a repair never writes a projected
+    item."""
     by_period: dict[tuple[str, str], list[Item]] = defaultdict(list)
     fixes: list[Item] = []
     for item in items:
@@ -174,6 +181,10 @@ def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport,
         return
     stale_keys = {(i["asset_symbol"], i["earnings_date"]) for i in stale}
     fixes = [f for f in fixes if (f["asset_symbol"], f["earnings_date"]) not in stale_keys]
+    if fixes:
+        months = {(f["asset_symbol"], f["earnings_date"]): f["earnings_month"] for f in fixes}
+        whole = store.batch_get(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(f) for f in fixes])
+        fixes = [{**i, "earnings_month": months[(i["asset_symbol"], i["earnings_date"])]} for i in whole]
     for name, action, rows in (("fix", "upsert", fixes), ("delete", "delete", stale)):
         if not rows:
             continue
@@ -193,7 +204,9 @@ def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport,
 
 
 class ConsistencyCheck:
-    """`pollen check [--repair]`: both rules sets over full scans of ``assets`` and ``earningsCalendar``."""
+    """`pollen check [--repair]`: both rules sets over one projected Scan each of ``assets``
+    (ASSET_CHECK_ATTRIBUTES) and ``earningsCalendar`` (CALENDAR_CHECK_ATTRIBUTES): every rule needs only those; the
+    items with a defect are re-read whole before anything is repaired."""
 
     def __init__(
         self, store: ItemStore, *, metrics: MetricsRecorder, clock: Clock = utc_now, force_lease: bool = False
@@ -223,7 +236,8 @@ class ConsistencyCheck:
             report.add_error("deadline reached before the calendar was checked")
             report.ok = False
         else:
-            check_calendar(self.store, self.store.scan(EARNINGS_CALENDAR.name), report, repair=repair)
+            calendar = self.store.scan(EARNINGS_CALENDAR.name, segments=4, attributes=CALENDAR_CHECK_ATTRIBUTES)
+            check_calendar(self.store, calendar, report, repair=repair)
         finish_check(report, self.metrics)
         report.duration_s = watch.elapsed_s
         return report

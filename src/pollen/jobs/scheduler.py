@@ -6,6 +6,11 @@ Order:
 2. never-pollenated active assets, highest volume first (``status-index`` read in descending volume order);
 3. the stalest: the oldest ``lastPollenationDate`` first, among assets not pollenated within ``min_age``.
 
+What it reads: the active assets through ``status-index`` (descending volume), projected onto
+:data:`SCHEDULE_ATTRIBUTES` (symbol, sort key, volume: all the order needs), and the calendar entries of the last
+:data:`EARNINGS_LOOKBACK_DAYS` through ``upcoming-earnings-index`` (their month buckets). The index's ALL
+projection means DynamoDB still charges each whole item; the projection saves the transfer and decoding.
+
 Inactive assets are never due. The Alpha Vantage quota is respected by the run: QuotaExhausted stops it cleanly
 (PollenateAsset.run) and what was not started stays due for the next run.
 """
@@ -40,6 +45,14 @@ EARNINGS_LOOKBACK_DAYS = 92
 MIN_STALE_AGE = timedelta(hours=20)
 
 
+#: What the schedule needs of an active asset.
+SCHEDULE_ATTRIBUTES = ("symbol", "lastPollenationDate", "volume", "status")
+
+
+#: What the schedule needs of a calendar entry.
+CALENDAR_ATTRIBUTES = ("asset_symbol", "earnings_date", POLLENATED_AT)
+
+
 class DueAsset(BaseModel):
     symbol: str
     reason: Reason
@@ -58,7 +71,11 @@ class Scheduler:
         """Active assets by symbol, in descending volume order (one item per symbol: the newest key)."""
         assets: dict[str, Item] = {}
         for item in self.store.query(
-            ASSETS.name, partition=("status", "active"), index="status-index", descending=True
+            ASSETS.name,
+            partition=("status", "active"),
+            index="status-index",
+            descending=True,
+            attributes=SCHEDULE_ATTRIBUTES,
         ):
             symbol = str(item["symbol"])
             known = assets.get(symbol)
@@ -75,7 +92,8 @@ class Scheduler:
         due: dict[str, DueAsset] = {}
 
         triggered: list[tuple[str, Decimal, DueAsset]] = []
-        for entry in earnings_between(self.store, today - timedelta(days=EARNINGS_LOOKBACK_DAYS), today):
+        lookback = today - timedelta(days=EARNINGS_LOOKBACK_DAYS)
+        for entry in earnings_between(self.store, lookback, today, attributes=CALENDAR_ATTRIBUTES):
             if POLLENATED_AT in entry:
                 continue
             asset = assets.get(str(entry.get("asset_symbol")))

@@ -11,7 +11,16 @@
   that would deactivate more than half of the active assets is treated as a bad feed: nothing is deactivated.
 - Writes go in chunks; when the deadline comes the run stops between chunks and reports what is left: the next
   run finds those items still different and completes the work.
-- Afterwards the consistency check (``pollen.jobs.check``) reads the table again and repairs what it finds.
+- Afterwards the consistency check (``pollen.jobs.check``) repairs what it finds.
+
+What it reads: ``assets`` once, by one strongly consistent parallel Scan projected onto :data:`STORED_ATTRIBUTES`
+(the key, status, volume, what the check needs, and the store's content hash with ``lastSyncDate``). That read
+gives each symbol's sort key and volume, the active symbols (for deactivations), and the stored versions the upsert
+compares with (``upsert(stored=...)``: nothing is read again by key). Strongly consistent because it decides what
+is written: an eventually consistent Scan could miss a pollenation's sort-key move of the last second. The
+consistency check runs on the same read with what the run wrote laid over it; only when some item was not written
+(failed, invalid or stale) does it scan again. Whole items are read by key only for symbols being deactivated and
+for the symbols the check finds defective.
 """
 
 from __future__ import annotations
@@ -28,10 +37,16 @@ from pollen.deadline import Deadline
 from pollen.domain.assets import AlpacaAsset, asset_item, listing_rank, parse_asset
 from pollen.domain.values import is_valid_symbol, timestamp
 from pollen.errors import AuthError, ConfigError, InvalidRecord, PollenError
-from pollen.jobs.check import ASSETS_LEASE, CheckReport, check_assets, scan_assets_for_check
+from pollen.jobs.check import (
+    ASSET_CHECK_ATTRIBUTES,
+    ASSETS_LEASE,
+    CheckReport,
+    check_assets,
+    scan_assets_for_check,
+)
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
-from pollen.ports import AssetSource, Item, ItemStore
+from pollen.ports import VERSION_ATTRIBUTES, AssetSource, Item, ItemStore
 from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
@@ -48,8 +63,10 @@ MAX_DEACTIVATED_SHARE = 0.5
 Progress = Callable[[int, int], None]
 
 
-#: What SyncAssets reads of every stored asset.
-CURRENT_ATTRIBUTES = ("symbol", SORT_KEY, "status", "volume")
+#: What SyncAssets reads of every stored asset: for the sync, the check, and the upsert's comparison.
+STORED_ATTRIBUTES = tuple(
+    dict.fromkeys(("symbol", SORT_KEY, "status", "volume", *ASSET_CHECK_ATTRIBUTES, *VERSION_ATTRIBUTES))
+)
 
 
 class SyncAssetsReport(JobReport):
@@ -134,9 +151,9 @@ class SyncAssets:
             desired.append(item)
         desired += self._deactivations(current, seen_symbols, report, now_iso)
 
-        self._write(desired, report, deadline)
+        all_settled = self._write(desired, current, report, deadline)
         if report.complete and not deadline.expired():
-            self._check(report, now_iso)
+            self._check(report, now_iso, self._after_write(current, desired) if all_settled else None)
         elif report.complete:
             report.check = {"skipped": "deadline"}
 
@@ -180,11 +197,24 @@ class SyncAssets:
         return known
 
     def _current_items(self) -> dict[str, list[Item]]:
-        """What is stored, per symbol: keys, status and volume only (whole items are read just for deactivations)."""
+        """What is stored, per symbol, projected onto STORED_ATTRIBUTES: the run's only read of the whole table."""
         current: dict[str, list[Item]] = defaultdict(list)
-        for item in self.store.scan(ASSETS.name, segments=4, attributes=CURRENT_ATTRIBUTES):
+        for item in self.store.scan(ASSETS.name, segments=4, attributes=STORED_ATTRIBUTES, consistent=True):
             current[str(item.get("symbol"))].append(item)
         return current
+
+    @staticmethod
+    def _after_write(current: dict[str, list[Item]], written: list[Item]) -> list[Item]:
+        """The table as the check would scan it after a run in which every item was written or unchanged: the
+        stored items with the written ones laid over them (by key)."""
+
+        def key(item: Item) -> tuple[str, str]:
+            return str(item["symbol"]), str(item[SORT_KEY])
+
+        table = {key(i): i for items in current.values() for i in items}
+        for item in written:
+            table[key(item)] = {name: item[name] for name in ASSET_CHECK_ATTRIBUTES if name in item}
+        return list(table.values())
 
     def _deactivations(
         self, current: dict[str, list[Item]], seen: set[str], report: SyncAssetsReport, now_iso: str
@@ -208,8 +238,13 @@ class SyncAssets:
         log.info("assets deactivated", extra={"count": len(items), "symbols": vanished[:20]})
         return items
 
-    def _write(self, items: list[Item], report: SyncAssetsReport, deadline: Deadline) -> None:
+    def _write(
+        self, items: list[Item], current: dict[str, list[Item]], report: SyncAssetsReport, deadline: Deadline
+    ) -> bool:
+        """Upsert in chunks, each compared with the stored versions of its symbols as read; True when every item
+        was written or found unchanged."""
         done = 0
+        all_settled = True
         for chunk in chunks(items, WRITE_CHUNK):
             if deadline.expired():
                 report.complete = False
@@ -217,19 +252,26 @@ class SyncAssets:
                 report.add_error(f"deadline reached: {report.remaining} assets left for the next run")
                 log.warning("sync assets stopped at the deadline", extra={"remaining": report.remaining})
                 self.metrics.count("DeadlineReached", 1, job=JOB)
-                return
+                return False
+            stored = [
+                s for symbol in dict.fromkeys(str(i.get("symbol")) for i in chunk) for s in current.get(symbol, [])
+            ]
             # The store names and dead-letters every item it does not write; what it raises ends the run.
             with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
-                outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline)
+                outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline, stored=stored)
             fold(report, outcome, table=ASSETS.name)
+            all_settled = all_settled and not (outcome.failed or outcome.invalid or outcome.stale)
             done += len(chunk)
             if self.progress is not None:
                 self.progress(done, len(items))
+        return all_settled
 
-    def _check(self, report: SyncAssetsReport, now_iso: str) -> None:
+    def _check(self, report: SyncAssetsReport, now_iso: str, table: list[Item] | None) -> None:
+        """The consistency check over ``table`` (this run's read and writes), or over a fresh Scan without it."""
         check = CheckReport(job="check", repair=True)
         try:
-            check_assets(self.store, scan_assets_for_check(self.store), check, repair=True, now_iso=now_iso)
+            items = table if table is not None else scan_assets_for_check(self.store)
+            check_assets(self.store, items, check, repair=True, now_iso=now_iso)
         except PollenError as exc:
             report.add_error(f"consistency check failed: {exc}")
             report.check = {"error": str(exc)}

@@ -8,12 +8,18 @@ the new item is written. Items whose date has passed and that no row mentions ar
 
 The pollenation's marker (``pollenatedAt``) on a stored item is carried over when the row is synced again, so a
 re-sync does not count a marked item as changed.
+
+What it reads: the calendar's window (from the earliest of the rows' dates and :data:`LOOKBACK_DAYS` ago, to the
+latest row's date) once, through the month-bucket GSI, projected onto :data:`STORED_ATTRIBUTES` (keys, fiscal
+period, bookkeeping and the store's content hash). Every row's key lies in that window, so the read is also the
+stored versions the upsert compares with (``upsert(stored=...)``): nothing is read again by key. A stored item
+missing from the index (no ``earnings_month``) is taken as new and rewritten, which also repairs it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, timedelta
 from typing import Literal
 
@@ -23,7 +29,7 @@ from pollen.domain.values import timestamp
 from pollen.errors import InvalidRecord
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
-from pollen.ports import FundamentalsSource, Item, ItemStore
+from pollen.ports import VERSION_ATTRIBUTES, FundamentalsSource, Item, ItemStore
 from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import EARNINGS_CALENDAR
 
@@ -37,6 +43,12 @@ HORIZONS: tuple[Horizon, ...] = ("3month", "6month", "12month")
 #: How far back stored items are compared with the calendar (a report moved after its old date had passed).
 LOOKBACK_DAYS = 45
 WRITE_CHUNK = 500
+#: What the sync reads of a stored calendar item.
+STORED_ATTRIBUTES = tuple(
+    dict.fromkeys(
+        ("asset_symbol", "earnings_date", "fiscal_date_ending", *sorted(CALENDAR_BOOKKEEPING), *VERSION_ATTRIBUTES)
+    )
+)
 
 
 class SyncEarningsReport(JobReport):
@@ -60,13 +72,19 @@ def months_between(start: date, end: date) -> list[str]:
     return months
 
 
-def earnings_between(store: ItemStore, start: date, end: date) -> Iterator[Item]:
+def earnings_between(
+    store: ItemStore, start: date, end: date, *, attributes: Sequence[str] | None = None
+) -> Iterator[Item]:
     """Calendar items with ``start <= earnings_date <= end``, in date order, through the month-bucket GSI (the
-    store falls back to a Scan by itself when the index is unavailable)."""
+    store falls back to a Scan by itself when the index is unavailable); ``attributes`` projects them."""
     low, high = start.isoformat(), end.isoformat()
     for month in months_between(start, end):
         yield from store.query(
-            EARNINGS_CALENDAR.name, partition=("earnings_month", month), sort_between=(low, high), index=INDEX
+            EARNINGS_CALENDAR.name,
+            partition=("earnings_month", month),
+            sort_between=(low, high),
+            index=INDEX,
+            attributes=attributes,
         )
 
 
@@ -121,7 +139,7 @@ class SyncEarningsCalendar:
         window_start = min(min(dates), today - timedelta(days=LOOKBACK_DAYS))
         stored_by_period: dict[tuple[str, str], list[Item]] = {}
         stored_by_key: dict[tuple[str, str], Item] = {}
-        for item in earnings_between(self.store, window_start, max(dates)):
+        for item in earnings_between(self.store, window_start, max(dates), attributes=STORED_ATTRIBUTES):
             period = (str(item.get("asset_symbol")), str(item.get("fiscal_date_ending")))
             stored_by_period.setdefault(period, []).append(item)
             stored_by_key[(str(item["asset_symbol"]), str(item["earnings_date"]))] = item
@@ -151,7 +169,7 @@ class SyncEarningsCalendar:
 
         written_keys = {(i["asset_symbol"], i["earnings_date"]) for i in items}
         stale = [s for s in stale if (s["asset_symbol"], s["earnings_date"]) not in written_keys]
-        self._write(items, report, deadline)
+        self._write(items, stored_by_key, report, deadline)
         if stale and report.complete:
             self._remove(stale, report)
 
@@ -171,7 +189,13 @@ class SyncEarningsCalendar:
             rows[row.fiscal_key] = calendar_item(row, last_sync=last_sync)
         return rows
 
-    def _write(self, items: list[Item], report: SyncEarningsReport, deadline: Deadline) -> None:
+    def _write(
+        self,
+        items: list[Item],
+        stored_by_key: dict[tuple[str, str], Item],
+        report: SyncEarningsReport,
+        deadline: Deadline,
+    ) -> None:
         done = 0
         for chunk in chunks(items, WRITE_CHUNK):
             if deadline.expired():
@@ -179,7 +203,9 @@ class SyncEarningsCalendar:
                 report.add_error(f"deadline reached: {len(items) - done} calendar items left for the next run")
                 return
             # The store names and dead-letters every item it does not write; what it raises ends the run.
-            outcome = self.store.upsert(EARNINGS_CALENDAR.name, chunk, deadline=deadline)
+            keys = ((str(i["asset_symbol"]), str(i["earnings_date"])) for i in chunk)
+            stored = [stored_by_key[k] for k in keys if k in stored_by_key]
+            outcome = self.store.upsert(EARNINGS_CALENDAR.name, chunk, deadline=deadline, stored=stored)
             fold(report, outcome, table=EARNINGS_CALENDAR.name)
             done += len(chunk)
 

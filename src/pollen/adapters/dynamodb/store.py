@@ -474,10 +474,13 @@ class DynamoStore:
         deadline: Deadline | None = None,
         compare: bool = True,
         progress: Callable[[int], None] | None = None,
+        stored: Iterable[Item] | None = None,
     ) -> WriteReport:
         """Write the items that changed; see the module docstring for the rules. ``compare=False`` writes every
         valid item without reading first (no unchanged/stale detection). ``progress(n)`` is called as items
-        settle."""
+        settle. ``stored``: what the caller has just read of the whole table (each item's key, ``contentHash``
+        and ``lastSyncDate``, e.g. a Scan projected onto them); the items are compared with it instead of being
+        read again, and a key absent from it is taken as new."""
         deadline = deadline or Deadline.never()
         started = time.perf_counter()
         info = self.table_info(table)
@@ -505,7 +508,12 @@ class DynamoStore:
             unsubmitted = winners = resolved.winners
             if report.duplicates and progress:
                 progress(report.duplicates)
-            known = self._versions_by_scan(info, winners, deadline) if compare else None
+            if not compare:
+                known = None
+            elif stored is not None:
+                known = self._versions_of(info, stored)
+            else:
+                known = self._versions_by_scan(info, winners, deadline)
             chunk_size = WORK_UNIT
             for i in range(0, len(winners), chunk_size):
                 chunk = winners[i : i + chunk_size]
@@ -683,6 +691,23 @@ class DynamoStore:
             for r in to_write
         ]
         self._send(info, writes, deadline, result)
+
+    def _versions_of(
+        self, info: TableInfo, stored: Iterable[Item]
+    ) -> dict[tuple[str, ...], tuple[str | None, str | None]]:
+        """The versions of items a caller has read (plain items with their content hash), by key signature."""
+        found: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
+        for item in stored:
+            try:
+                _, signature = codec.encode_key(item, info.key_schema)
+            except codec.CodecError:
+                continue  # not a key of this table: it cannot match an incoming item either
+            digest, sync = item.get(HASH_ATTRIBUTE), item.get(SYNC_ATTRIBUTE)
+            found[signature] = (
+                digest if isinstance(digest, str) else None,
+                sync if isinstance(sync, str) else None,
+            )
+        return found
 
     def _versions_by_scan(
         self, info: TableInfo, records: Sequence[_Record], deadline: Deadline
@@ -956,9 +981,10 @@ class DynamoStore:
 
     # --- reads -----------------------------------------------------------------------------------------------------
 
-    def _strip(self, item: Mapping[str, Any]) -> Item:
+    def _strip(self, item: Mapping[str, Any], *, keep_hash: bool = False) -> Item:
         plain = codec.decode_item(item)
-        plain.pop(HASH_ATTRIBUTE, None)
+        if not keep_hash:
+            plain.pop(HASH_ATTRIBUTE, None)
         return plain
 
     def get(self, table: str, key: Key) -> Item | None:
@@ -1008,13 +1034,19 @@ class DynamoStore:
         index: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[Item]:
         """Items with ``partition[0] == partition[1]`` (sort key within ``sort_between``, inclusive), in sort-key
         order, through ``index`` when given; falls back to a filtered Scan when the index is missing or failing
-        (see the module docstring and :func:`index_failure`)."""
+        (see the module docstring and :func:`index_failure`). ``attributes`` projects the items onto those (the
+        table's and the index's keys always included; naming ``contentHash`` keeps it)."""
         info = self.table_info(table)
         schema = info.indexes.get(index) if index else info.key_schema
         sort_name = _sort_name(schema, info, index)
+        keep_hash = bool(attributes) and HASH_ATTRIBUTE in (attributes or ())
+        if attributes:
+            needed = [*info.key_names, partition[0], *([sort_name] if sort_name else [])]
+            attributes = list(dict.fromkeys([*attributes, *needed]))
         names = {"#p": partition[0]}
         values = {":p": codec.encode_value(partition[1])}
         condition = "#p = :p"
@@ -1039,6 +1071,10 @@ class DynamoStore:
                 self.metrics.count(M_GSI_QUERIES, index=index)
             if limit is not None:
                 params["Limit"] = max(1, min(limit, QUERY_PAGE_ITEMS))
+            if attributes:
+                projected = {f"#a{i}": name for i, name in enumerate(attributes)}
+                params["ProjectionExpression"] = ", ".join(projected)
+                params["ExpressionAttributeNames"] = {**names, **projected}
             # Through an index, transient failures get a small retry budget before the Scan takes over.
             retry = self.retry if not index else replace(self.retry, cap_s=min(self.retry.cap_s, 1.0), max_stalls=3)
             try:
@@ -1051,7 +1087,7 @@ class DynamoStore:
                         if limit is not None and len(seen) >= limit:
                             return
                         seen.add(codec.key_signature(item, info.key_names))
-                        yield self._strip(item)
+                        yield self._strip(item, keep_hash=keep_hash)
                     last = response.get("LastEvaluatedKey")
                     if not last or (limit is not None and len(seen) >= limit):
                         return
@@ -1072,10 +1108,12 @@ class DynamoStore:
             names["#s"] = sort_name
         matches = [
             item
-            for item in self._scan_pages(info, segment=None, filter_=(condition, names, values), wire=True)
+            for item in self._scan_pages(
+                info, segment=None, filter_=(condition, names, values), attributes=attributes, wire=True
+            )
             if codec.key_signature(item, info.key_names) not in seen
         ]
-        plain = [self._strip(item) for item in matches]
+        plain = [self._strip(item, keep_hash=keep_hash) for item in matches]
         if sort_name is not None:  # ties in the table's key order, so the answer is the same every time
             keys = info.key_names
             plain.sort(
@@ -1095,7 +1133,9 @@ class DynamoStore:
         consistent: bool = False,
         wire: bool = False,
     ) -> Iterator[Item]:
-        """Scan pages; ``wire`` yields items in DynamoDB's wire format (contentHash included)."""
+        """Scan pages; ``wire`` yields items in DynamoDB's wire format (contentHash included). A projection that
+        names ``contentHash`` keeps it in the plain items too (the versions a caller hands back to ``upsert``)."""
+        keep_hash = bool(attributes) and HASH_ATTRIBUTE in (attributes or ())
         params: dict[str, Any] = {"TableName": info.physical}
         if consistent:
             params["ConsistentRead"] = True
@@ -1112,7 +1152,7 @@ class DynamoStore:
         while stop is None or not stop.is_set():
             response = self._call("scan", Deadline.never(), **params)
             for item in response.get("Items", []):
-                yield item if wire else self._strip(item)
+                yield item if wire else self._strip(item, keep_hash=keep_hash)
             last = response.get("LastEvaluatedKey")
             if not last:
                 return
@@ -1129,7 +1169,8 @@ class DynamoStore:
     ) -> Generator[Item, None, None]:
         """Every item of a table; ``segments > 1`` reads that many segments in parallel (one client each);
         ``attributes`` projects each item onto those attributes; ``consistent`` asks for strongly consistent reads;
-        ``wire`` yields the items as DynamoDB returned them (typed values, with the content hash)."""
+        ``wire`` yields the items as DynamoDB returned them (typed values, with the content hash); a projection that
+        names ``contentHash`` keeps it in the plain items."""
         info = self.table_info(table)
         if segments <= 1:
             yield from self._scan_pages(info, segment=None, attributes=attributes, consistent=consistent, wire=wire)
