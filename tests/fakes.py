@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from pollen.deadline import Deadline
 from pollen.domain.values import same_content
-from pollen.errors import LeaseHeld, NotFound, PermanentError, PollenError, QuotaExhausted, TransientError
+from pollen.errors import (
+    DeadLettersLost,
+    LeaseHeld,
+    NotFound,
+    PermanentError,
+    PollenError,
+    QuotaExhausted,
+    TransientError,
+)
 from pollen.ports import Item, Key, StatementFunction
 from pollen.tables import TABLES, TableDef
 
@@ -89,12 +97,13 @@ class InMemoryStore:
 
     # --- ItemStore ----------------------------------------------------------------------------------------------
     def _injected(self, table: str, keys: Iterable[Mapping[str, Any]]) -> FakeWriteReport | None:
-        """``fail_upsert`` as the real store behaves: a run-ending error (exit 2) is raised, any other error fails
-        every item of the call, each named in the report (the real store also dead-letters them)."""
+        """``fail_upsert`` as the real store behaves: a run-ending error (exit 2) and dead letters no durable place
+        took are raised, any other error fails every item of the call, each named in the report (the real store also
+        dead-letters them)."""
         error = self.fail_upsert.get(table)
         if error is None:
             return None
-        if error.exit_code == 2:
+        if error.exit_code == 2 or isinstance(error, DeadLettersLost):
             raise error
         report = FakeWriteReport()
         for key in keys:
