@@ -176,11 +176,11 @@ def _assets(world: World) -> dict[str, dict[str, Any]]:
     return by_symbol
 
 
-SYNC_MOMENTS: dict[str, Callable[[FaultProxy], bool]] = {
-    "lease taken": lambda proxy: proxy.requests["PutItem"] >= 1,
-    "half written": lambda proxy: proxy.written_items >= CRASH_MARKET // 2,
-    # The sync reads the table in 4 Scan segments before writing; the check's Scan comes after the writes.
-    "checking": lambda proxy: proxy.requests["Scan"] >= 5,
+SYNC_MOMENTS: dict[str, Callable[[FaultProxy, int], bool]] = {
+    "lease taken": lambda proxy, total: proxy.requests["PutItem"] >= 1,
+    "half written": lambda proxy, total: proxy.written_items >= CRASH_MARKET // 2,
+    # Every asset written; the check (from the run's own read), the run record and the release are still to come.
+    "all written": lambda proxy, total: proxy.written_items >= total,
 }
 
 
@@ -197,7 +197,8 @@ def test_a_sync_killed_at_any_moment_is_completed_exactly_by_an_immediate_rerun(
     env = _env(world, slow_proxy)
     args = ["sync", "assets"]
 
-    assert _kill_when(args, env, lambda: SYNC_MOMENTS[moment](slow_proxy)), "finished before the kill"
+    total = len(reference_assets)
+    assert _kill_when(args, env, lambda: SYNC_MOMENTS[moment](slow_proxy, total)), "finished before the kill"
     lease_before = _lease(world, "sync-assets")
     report = _rerun(args, env)
     _check_takeover(report, lease_before)

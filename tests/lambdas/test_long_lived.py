@@ -137,11 +137,12 @@ def test_items_that_cannot_be_written_end_on_the_dead_letter_queue_and_fail_the_
         sqs.delete_queue(QueueUrl=aws.refs["WriteDeadLetterQueue"])
         try:
             response = pollenate.result(harness.sqs_event([message], aws.attributes[("PollenateQueue", "Arn")]))
-            direct = pollenate.result({"symbol": symbols[1]})
+            direct = pollenate.invoke({"symbol": symbols[1]})
         finally:
             sqs.create_queue(QueueName=queue_name)
         assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}, response
-        assert not direct["ok"] and "dead letters could not be sent to SQS" in json.dumps(direct), direct
+        # A direct invocation fails outright: whoever invoked it learns that nothing was kept.
+        assert direct.get("error") == "DeadLettersLost", direct
         assert pollenation_date(aws, symbols[1]) == due_since
 
 
