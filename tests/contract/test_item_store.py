@@ -126,6 +126,12 @@ def test_duplicates_in_one_call_keep_the_newer_else_the_later_input(
     assert store.get("earnings", key("A")) == winner
 
 
+def test_the_same_item_twice_in_one_call_is_written_once(harness: Harness) -> None:
+    store = harness.port
+    assert counts(store.upsert("earnings", [statement("A"), statement("A")])) == {"written": 1, "duplicates": 1}
+    assert counts(store.upsert("earnings", [statement("A"), statement("A")])) == {"unchanged": 1, "duplicates": 1}
+
+
 def test_stored_versions_from_the_caller_replace_the_read(harness: Harness) -> None:
     store = harness.port
     store.upsert("earnings", [statement("A"), statement("B"), statement("C")])
@@ -207,6 +213,13 @@ def test_query_through_an_index_holds_only_items_with_its_keys_in_its_order(harn
     projected = list(store.query("assets", partition=("status", "active"), index="status-index", attributes=["x"]))
     assert projected[0] == {"symbol": "A", "lastPollenationDate": "1970-01-01T00:00:00Z", "status": "active",
                             "volume": Decimal(5)}  # fmt: skip
+
+
+def test_query_through_an_unknown_index_scans_the_table_for_the_partition(harness: Harness) -> None:
+    store = harness.port
+    store.upsert("assets", [asset("A", volume=Decimal(5)), asset("B"), asset("C", status="inactive")])
+    found = store.query("assets", partition=("status", "active"), index="no-such-index")
+    assert sorted(i["symbol"] for i in found) == ["A", "B"]
 
 
 def test_scan_returns_every_item_or_the_projection_and_the_hash_only_when_named(harness: Harness) -> None:
