@@ -61,7 +61,13 @@ def _sort_value(value: Any) -> tuple[int, Any]:
 
 
 def _key_text(key: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={str(v)[:80]}" for k, v in key.items()) + "}"
+    """A key as the real store names it in reports and dead letters (long values cut)."""
+
+    def short(value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= 80 else f"{text[:80]}...({len(text)} chars)"
+
+    return "{" + ", ".join(f"{k}={short(v)}" for k, v in key.items()) + "}"
 
 
 @dataclass

@@ -5,9 +5,8 @@ the same items afterwards, the same dead letters. Generated sequences reach what
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
+from pollen.ports import DeadLetterOperation
 from pollen.tables import EARNINGS
 from tests.fakes import InMemoryStore
 from tests.integration.store_support import FAST_RETRY, client_factory
@@ -46,13 +46,28 @@ calls = st.lists(
 )
 
 
+class ExampleSink:
+    """The dead-letter sink of the one store all examples share: each example reads its own letters."""
+
+    def __init__(self) -> None:
+        self.current = MemoryDeadLetters()
+
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.current.put(table, item, reason, operation=operation)
+
+
 @pytest.fixture
-def dynamo(dynamodb: Any, endpoint: str, table_prefix: str, tmp_path: Path) -> Iterator[DynamoStore]:
+def dynamo(dynamodb: Any, endpoint: str, table_prefix: str) -> Iterator[tuple[DynamoStore, ExampleSink]]:
     ensure_tables(dynamodb, table_prefix, (EARNINGS,))
+    sink = ExampleSink()
     with DynamoStore(
-        client_factory=client_factory(endpoint, "wire"), table_prefix=table_prefix, retry=FAST_RETRY, concurrency=2
+        client_factory=client_factory(endpoint, "wire"),
+        table_prefix=table_prefix,
+        dead_letters=sink,
+        retry=FAST_RETRY,
+        concurrency=2,
     ) as store:
-        yield store
+        yield store, sink
 
 
 _examples = itertools.count()
@@ -69,21 +84,22 @@ def _counts(report: Any) -> dict[str, int]:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=calls)
 def test_the_fake_and_dynamodb_agree_on_any_sequence_of_writes(
-    dynamo: DynamoStore, sequence: list[tuple[str, list[Any]]]
+    dynamo: tuple[DynamoStore, ExampleSink], sequence: list[tuple[str, list[Any]]]
 ) -> None:
     namespace = f"E{next(_examples)}-"  # one server table for every example: each uses its own symbols
     fake_letters, real_letters = MemoryDeadLetters(), MemoryDeadLetters()
     fake = InMemoryStore(dead_letters=fake_letters)
-    dynamo.dead_letters = real_letters
+    real, sink = dynamo
+    sink.current = real_letters
     for operation, arguments in sequence:
         if operation == "upsert":
             batch = [{**i, "symbol": namespace + i["symbol"], "fiscalPeriod": PERIOD} for i in arguments]
-            outcomes = [store.upsert("earnings", batch) for store in (fake, dynamo)]
+            outcomes = [store.upsert("earnings", batch) for store in (fake, real)]
         else:
             keys = [{"symbol": namespace + s, "fiscalPeriod": PERIOD} for s in arguments]
-            outcomes = [store.delete("earnings", keys) for store in (fake, dynamo)]
+            outcomes = [store.delete("earnings", keys) for store in (fake, real)]
         assert _counts(outcomes[0]) == _counts(outcomes[1]), (operation, arguments)
-    mine = [i for i in dynamo.scan("earnings") if str(i["symbol"]).startswith(namespace)]
+    mine = [i for i in real.scan("earnings") if str(i["symbol"]).startswith(namespace)]
     assert sorted(fake.scan("earnings"), key=_symbol) == sorted(mine, key=_symbol)
     assert fake_letters.entries == real_letters.entries
     assert fake_letters.operations == real_letters.operations
