@@ -3,19 +3,20 @@ store on the moto server over HTTP. Where the two disagree, the DynamoDB store's
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
 from pollen.adapters.dynamodb.admin import ensure_tables
+from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.ports import ItemStore, WriteDeadLetterSink
-from pollen.tables import ALL_TABLES, TABLES
+from pollen.tables import ASSETS, COMPANY_OVERVIEW, CONTROL, EARNINGS, TABLES
 from tests.fakes import InMemoryStore
 from tests.integration.store_support import FAST_RETRY, client_factory
 
@@ -46,8 +47,35 @@ class Harness:
         self.foreign_writer(table, item)
 
 
+CONTRACT_TABLES = (ASSETS, COMPANY_OVERVIEW, CONTROL, EARNINGS)
+
+
+@pytest.fixture(scope="module")
+def contract_tables(endpoint: str) -> tuple[str, Any]:
+    """The prefix of the tables the DynamoDB variant uses, created once per module (each test starts them empty),
+    and a client for them."""
+    prefix = f"c{uuid.uuid4().hex[:10]}-"
+    client = make_client("dynamodb", endpoint_url=endpoint)
+    ensure_tables(client, prefix, CONTRACT_TABLES)
+    return prefix, client
+
+
+def _empty_tables(dynamodb: Any, prefix: str) -> None:
+    for table in CONTRACT_TABLES:
+        names = {f"#k{i}": name for i, name in enumerate(table.key_names)}
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=prefix + table.name,
+            ProjectionExpression=", ".join(names),
+            ExpressionAttributeNames=names,
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for key in page["Items"]:
+                dynamodb.delete_item(TableName=prefix + table.name, Key=key)
+
+
 @pytest.fixture(params=IMPLEMENTATIONS)
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     sink = MemoryDeadLetters()
     if request.param == "memory":
         memory = InMemoryStore(dead_letters=sink)
@@ -66,10 +94,9 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
             lambda table, item: memory.put_raw(table, item, hashed=False),
         )
         return
-    dynamodb = request.getfixturevalue("dynamodb")
     endpoint = request.getfixturevalue("endpoint")
-    prefix = request.getfixturevalue("table_prefix")
-    ensure_tables(dynamodb, prefix, ALL_TABLES)
+    prefix, dynamodb = request.getfixturevalue("contract_tables")
+    _empty_tables(dynamodb, prefix)
     built: list[DynamoStore] = []
 
     def dynamo(dead_letters: WriteDeadLetterSink | None) -> DynamoStore:
