@@ -477,7 +477,7 @@ class FakeLease:
     def __enter__(self) -> FakeLease:
         with self.store._lock:
             current = self.store.leases.get(self.job)
-            if current is not None and current[1] > self.clock():
+            if current is not None and current[1] >= self.clock():  # free only once past its expiry
                 if not self.force:
                     raise LeaseHeld(f"job {self.job!r} is already running (lease held by {current[0]})")
                 self.notes.append(f"forced: took over the lease of job {self.job!r} held by {current[0]}")
