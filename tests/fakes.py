@@ -175,7 +175,10 @@ class InMemoryStore:
         for key in keys:
             report.failed += 1
             report.errors.append(f"{table} {dict(key)}: failed: {error}")
-        self._dead_letter(table, [(dict(k), f"failed: {error}") for k in keys], operation)
+        names = TABLES[table].key_names
+        self._dead_letter(
+            table, [(dict(k), f"failed {_key_text({n: k.get(n) for n in names})}: {error}") for k in keys], operation
+        )
         return report
 
     def _incoming(
