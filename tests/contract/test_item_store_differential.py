@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
+from pollen.errors import PollenError
 from pollen.ports import DeadLetterOperation
 from pollen.tables import EARNINGS
 from tests.fakes import InMemoryStore
@@ -24,6 +25,8 @@ from tests.integration.store_support import FAST_RETRY, client_factory
 pytestmark = pytest.mark.integration
 
 PERIOD = "ANNUAL#2025-12-31"
+#: Sort keys a move goes to: before, at and after the one the items are written under.
+PERIODS = ("ANNUAL#2024-12-31", PERIOD, "ANNUAL#2026-12-31")
 SYNCS = (None, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
 #: Few values, each in several spellings: equal content must be found equal however it was written.
 NUMBERS = (Decimal(1), Decimal("1.0"), 1, Decimal("2.50"), Decimal("2.5"), Decimal("NaN"))
@@ -40,6 +43,7 @@ calls = st.lists(
     st.one_of(
         st.tuples(st.just("upsert"), st.lists(items, min_size=1, max_size=5)),
         st.tuples(st.just("delete"), st.lists(st.sampled_from("ABC"), min_size=1, max_size=3)),
+        st.tuples(st.just("move"), st.tuples(st.sampled_from("ABC"), st.sampled_from(PERIODS))),
     ),
     min_size=1,
     max_size=5,
@@ -77,6 +81,14 @@ def _symbol(item: dict[str, Any]) -> str:
     return str(item["symbol"])
 
 
+def _move(store: Any, symbol: str, target: str) -> dict[str, Any] | str:
+    """What a move returned, or the type of error it raised."""
+    try:
+        return dict(store.move_sort_key("earnings", {"symbol": symbol, "fiscalPeriod": PERIOD}, target))
+    except PollenError as exc:
+        return type(exc).__name__
+
+
 def _counts(report: Any) -> dict[str, int]:
     return {n: getattr(report, n) for n in ("written", "unchanged", "duplicates", "stale", "invalid", "failed")}
 
@@ -95,9 +107,14 @@ def test_the_fake_and_dynamodb_agree_on_any_sequence_of_writes(
         if operation == "upsert":
             batch = [{**i, "symbol": namespace + i["symbol"], "fiscalPeriod": PERIOD} for i in arguments]
             outcomes = [store.upsert("earnings", batch) for store in (fake, real)]
-        else:
+        elif operation == "delete":
             keys = [{"symbol": namespace + s, "fiscalPeriod": PERIOD} for s in arguments]
             outcomes = [store.delete("earnings", keys) for store in (fake, real)]
+        else:
+            symbol, target = arguments
+            moved = [_move(store, namespace + symbol, target) for store in (fake, real)]
+            assert moved[0] == moved[1], (operation, arguments)
+            continue
         assert _counts(outcomes[0]) == _counts(outcomes[1]), (operation, arguments)
     mine = [i for i in real.scan("earnings") if str(i["symbol"]).startswith(namespace)]
     assert sorted(fake.scan("earnings"), key=_symbol) == sorted(mine, key=_symbol)
