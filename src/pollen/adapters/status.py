@@ -96,44 +96,68 @@ class StreamLag:
 
     def _position(self, checkpoints: FileCheckpoints, table: TableDef, physical: str) -> StreamPosition:
         position = StreamPosition(table=table.name)
-        streams = self._call("list_streams", TableName=physical).get("Streams", [])
-        streams = [s for s in streams if s.get("TableName", physical) == physical]
-        if not streams:
+        arn = self._latest_stream(physical)
+        if arn is None:
             return position
-        arn = max(streams, key=lambda s: str(s.get("StreamLabel", "")))["StreamArn"]
         head = ZERO_SEQUENCE
-        oldest: datetime | None = None
         for applied in checkpoints.shards(arn).values():
             if applied.sequence_number:
                 head = later_sequence(head, applied.sequence_number)
+        oldest: datetime | None = None
         shards = self._call("describe_stream", StreamArn=arn)["StreamDescription"].get("Shards", [])
         for shard in shards:
-            shard_id = shard["ShardId"]
-            checkpoint = checkpoints.get(arn, shard_id)
-            if checkpoint is not None and checkpoint.finished:
-                continue
-            kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}
-            if checkpoint is not None and checkpoint.sequence_number:
-                kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=checkpoint.sequence_number)
-            try:
-                iterator: str | None = self.client.get_shard_iterator(**kwargs)["ShardIterator"]
-            except ClientError as exc:
-                if error_code(exc) != "TrimmedDataAccessException":
-                    raise translate(exc, action="get_shard_iterator") from exc
-                continue
-            while iterator and position.pending < self.cap:
-                response = self._call("get_records", ShardIterator=iterator, Limit=1000)
-                records = response.get("Records", [])
-                for record in records:
-                    created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
-                    if isinstance(created, datetime) and (oldest is None or created < oldest):
-                        oldest = created
-                position.pending += len(records)
-                iterator = response.get("NextShardIterator")
-                if not records:
-                    break
+            iterator = self._iterator_after_checkpoint(checkpoints, arn, shard["ShardId"])
+            if iterator is not None:
+                oldest = _earliest(oldest, self._count_pending(iterator, position))
         position.capped = position.pending >= self.cap
         position.checkpoint = None if head == ZERO_SEQUENCE else head
         if oldest is not None:
             position.lag_s = round(max(0.0, (self.now() - oldest).total_seconds()), 1)
         return position
+
+    def _latest_stream(self, physical: str) -> str | None:
+        """The ARN of the table's newest stream (by label), or None when it has none."""
+        streams = self._call("list_streams", TableName=physical).get("Streams", [])
+        streams = [s for s in streams if s.get("TableName", physical) == physical]
+        if not streams:
+            return None
+        return str(max(streams, key=lambda s: str(s.get("StreamLabel", "")))["StreamArn"])
+
+    def _iterator_after_checkpoint(self, checkpoints: FileCheckpoints, arn: str, shard_id: str) -> str | None:
+        """An iterator at the first record the poller has not applied; None for a finished or trimmed shard."""
+        checkpoint = checkpoints.get(arn, shard_id)
+        if checkpoint is not None and checkpoint.finished:
+            return None
+        kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}
+        if checkpoint is not None and checkpoint.sequence_number:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=checkpoint.sequence_number)
+        try:
+            iterator: str | None = self.client.get_shard_iterator(**kwargs)["ShardIterator"]
+        except ClientError as exc:
+            if error_code(exc) != "TrimmedDataAccessException":
+                raise translate(exc, action="get_shard_iterator") from exc
+            return None
+        return iterator
+
+    def _count_pending(self, iterator: str, position: StreamPosition) -> datetime | None:
+        """Add the shard's records from ``iterator`` on to ``position.pending`` (up to the cap over all shards);
+        returns the creation time of the oldest of them."""
+        oldest: datetime | None = None
+        next_iterator: str | None = iterator
+        while next_iterator and position.pending < self.cap:
+            response = self._call("get_records", ShardIterator=next_iterator, Limit=1000)
+            records = response.get("Records", [])
+            for record in records:
+                oldest = _earliest(oldest, record.get("dynamodb", {}).get("ApproximateCreationDateTime"))
+            position.pending += len(records)
+            next_iterator = response.get("NextShardIterator")
+            if not records:
+                break
+        return oldest
+
+
+def _earliest(known: datetime | None, candidate: Any) -> datetime | None:
+    """The earlier of two creation times; a candidate that is not a datetime (absent) is ignored."""
+    if isinstance(candidate, datetime) and (known is None or candidate < known):
+        return candidate
+    return known

@@ -7,7 +7,7 @@ Field names stay Alpha Vantage's own (including its ``costofGoodsAndServicesSold
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,6 +84,14 @@ def fiscal_period(period: Period, fiscal_date_ending: str) -> str:
     return f"{period.upper()}#{fiscal_date_ending}"
 
 
+#: How each known OVERVIEW key is parsed; other keys are guessed (:func:`_guess`).
+_OVERVIEW_PARSERS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(OVERVIEW_TEXT_KEYS, parse_text),
+    **dict.fromkeys(OVERVIEW_DATE_KEYS, parse_date),
+    **dict.fromkeys(OVERVIEW_NUMBER_KEYS, parse_decimal),
+}
+
+
 def overview_item(payload: Mapping[str, Any], *, symbol: str, last_sync: str) -> dict[str, Any]:
     """The ``companyOverview`` item: Alpha Vantage's keys (unknown ones kept), ``Symbol`` stored as ``symbol``."""
     if not isinstance(payload, Mapping):
@@ -95,22 +103,27 @@ def overview_item(payload: Mapping[str, Any], *, symbol: str, last_sync: str) ->
     for key, value in payload.items():
         if key == "Symbol":
             continue
-        if not isinstance(key, str) or not key or len(key) > 255 or not key.isprintable():
-            raise InvalidRecord(f"overview {symbol}: bad attribute name {key!r:.40}")
+        _require_attribute_name(key, f"overview {symbol}")
         if key in ("symbol", "lastSyncDate"):
             continue  # our own attribute names win
-        if key in OVERVIEW_TEXT_KEYS:
-            parsed = checked("overview", symbol, key, parse_text, value)
-        elif key in OVERVIEW_DATE_KEYS:
-            parsed = checked("overview", symbol, key, parse_date, value)
-        elif key in OVERVIEW_NUMBER_KEYS:
-            parsed = checked("overview", symbol, key, parse_decimal, value)
-        else:
-            parsed = _guess(symbol, key, value)
+        parsed = _overview_value(symbol, key, value)
         if parsed is not None:
             item[key] = parsed
     item["lastSyncDate"] = last_sync
     return item
+
+
+def _require_attribute_name(key: Any, where: str) -> None:
+    """A source key becomes an attribute name: non-empty printable text of at most 255 characters."""
+    if not isinstance(key, str) or not key or len(key) > 255 or not key.isprintable():
+        raise InvalidRecord(f"{where}: bad attribute name {key!r:.40}")
+
+
+def _overview_value(symbol: str, key: str, value: Any) -> Any:
+    parse = _OVERVIEW_PARSERS.get(key)
+    if parse is None:
+        return _guess(symbol, key, value)
+    return checked("overview", symbol, key, parse, value)
 
 
 def _guess(symbol: str, key: str, value: Any) -> Any:
@@ -151,8 +164,7 @@ def report_item(report: Any, *, kind: str, symbol: str, period: Period, last_syn
     for key, value in report.items():
         if key == "fiscalDateEnding":
             continue
-        if not isinstance(key, str) or not key or len(key) > 255 or not key.isprintable():
-            raise InvalidRecord(f"{kind} {label}: bad attribute name {key!r:.40}")
+        _require_attribute_name(key, f"{kind} {label}")
         if key in ("symbol", "fiscalPeriod", "period", "lastSyncDate"):
             continue
         if key in REPORT_TEXT_KEYS:

@@ -43,28 +43,42 @@ def parse_decimal(value: Any) -> Decimal | None:
     """
     if is_missing(value):
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))  # the shortest decimal that round-trips, not the binary expansion
-    elif isinstance(value, str):
-        text = value.strip()
-        if not _NUMBER.fullmatch(text):
-            raise ValueError(f"{_show(value)} is not a number")
-        try:
-            number = Decimal(text)
-        except InvalidOperation as exc:  # pragma: no cover - the pattern admits only valid literals
-            raise ValueError(f"{_show(value)} is not a number") from exc
-    else:
-        raise ValueError(f"{type(value).__name__} is not a number")
+    number = _as_decimal(value)
     if not number.is_finite():
         raise ValueError(f"{_show(value)} is not a finite number")
     if number.is_zero():
         return Decimal(0)
+    _require_storable(number, value)
+    return number
+
+
+def _as_decimal(value: Any) -> Decimal:
+    """The exact Decimal a source value spells, whatever its Python type; ValueError for non-numbers."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest decimal that round-trips, not the binary expansion
+    if isinstance(value, str):
+        return _decimal_from_text(value)
+    raise ValueError(f"{type(value).__name__} is not a number")
+
+
+def _decimal_from_text(value: str) -> Decimal:
+    text = value.strip()
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"{_show(value)} is not a number")
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only valid literals
+        raise ValueError(f"{_show(value)} is not a number") from exc
+
+
+def _require_storable(number: Decimal, value: Any) -> None:
+    """DynamoDB's limits on a non-zero finite number: 38 significant digits, magnitude 1E-130 to 9.99E+125."""
     normal = number.normalize(_WIDE)
     _sign, digits, exponent = normal.as_tuple()
     assert isinstance(exponent, int)
@@ -73,7 +87,6 @@ def parse_decimal(value: Any) -> Decimal | None:
     magnitude = exponent + len(digits) - 1
     if magnitude > _MAX_EXPONENT or magnitude < _MIN_EXPONENT:
         raise ValueError(f"{_show(value)} is out of DynamoDB's number range")
-    return number
 
 
 def parse_text(value: Any, *, max_length: int = 4096) -> str | None:

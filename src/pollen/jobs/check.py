@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ from pollen.domain.values import month_of, timestamp
 from pollen.errors import PollenError
 from pollen.jobs.common import Clock, utc_now
 from pollen.observability import MetricsRecorder
-from pollen.ports import Item, ItemStore
+from pollen.ports import Item, ItemStore, WriteOutcome
 from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, EARNINGS_CALENDAR
 
@@ -147,22 +147,50 @@ def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport,
     """Check calendar items (whole, or projected onto CALENDAR_CHECK_ATTRIBUTES): an item whose
     ``earnings_month`` a repair recomputes is read whole by key first, so a repair never writes a projected
     item."""
+    by_period, month_fixes = _check_calendar_items(items, report, repair=repair)
+    stale = _stale_reschedules(by_period, report)
+    if not repair:
+        report.unrepaired += len(stale)
+        return
+    fixes = _whole_month_fixes(store, month_fixes, stale)
+    _write_calendar_repairs(store, report, fixes=fixes, stale=stale)
+
+
+def _check_calendar_items(
+    items: Iterable[Item], report: CheckReport, *, repair: bool
+) -> tuple[dict[tuple[str, str], list[Item]], list[Item]]:
+    """One pass over the calendar: the items grouped by (symbol, fiscal period), and the (projected) items whose
+    ``earnings_month`` a repair recomputes."""
     by_period: dict[tuple[str, str], list[Item]] = defaultdict(list)
     fixes: list[Item] = []
     for item in items:
         report.calendar_checked += 1
         missing = missing_calendar_attributes(item)
-        label = f"earningsCalendar {item.get('asset_symbol')} {item.get('earnings_date')}"
         if "fiscal_date_ending" not in missing:
             by_period[(str(item["asset_symbol"]), str(item["fiscal_date_ending"]))].append(item)
-        expected_month = month_of(str(item.get("earnings_date", "")))
-        if missing or item.get("earnings_month") != expected_month:
-            report.bad_calendar += 1
-            report.defect(f"{label}: missing {', '.join(missing)}" if missing else f"{label}: wrong earnings_month")
-            if repair and set(missing) <= {"earnings_month", "lastSyncDate"}:
-                fixes.append({**item, "earnings_month": expected_month})
-            else:
-                report.unrepaired += 1
+        fix = _month_fix(item, missing, report, repair=repair)
+        if fix is not None:
+            fixes.append(fix)
+    return by_period, fixes
+
+
+def _month_fix(item: Item, missing: list[str], report: CheckReport, *, repair: bool) -> Item | None:
+    """Reports an item that lacks attributes or has a wrong ``earnings_month``; returns it with the month
+    recomputed when a repair can fix it (nothing else is missing)."""
+    expected_month = month_of(str(item.get("earnings_date", "")))
+    if not missing and item.get("earnings_month") == expected_month:
+        return None
+    label = f"earningsCalendar {item.get('asset_symbol')} {item.get('earnings_date')}"
+    report.bad_calendar += 1
+    report.defect(f"{label}: missing {', '.join(missing)}" if missing else f"{label}: wrong earnings_month")
+    if repair and set(missing) <= {"earnings_month", "lastSyncDate"}:
+        return {**item, "earnings_month": expected_month}
+    report.unrepaired += 1
+    return None
+
+
+def _stale_reschedules(by_period: dict[tuple[str, str], list[Item]], report: CheckReport) -> list[Item]:
+    """Every item of a fiscal period but the one synced last (then the later date): stale reschedules."""
     stale: list[Item] = []
     for (symbol, fiscal), group in sorted(by_period.items()):
         if len(group) < 2:
@@ -176,31 +204,41 @@ def check_calendar(store: ItemStore, items: Iterable[Item], report: CheckReport,
                     f"(fiscal period {fiscal})"
                 )
                 stale.append(item)
-    if not repair:
-        report.unrepaired += len(stale)
-        return
+    return stale
+
+
+def _whole_month_fixes(store: ItemStore, fixes: list[Item], stale: list[Item]) -> list[Item]:
+    """The month fixes as whole items read by key (the scan was projected), leaving out items about to be deleted."""
     stale_keys = {(i["asset_symbol"], i["earnings_date"]) for i in stale}
     fixes = [f for f in fixes if (f["asset_symbol"], f["earnings_date"]) not in stale_keys]
+    if not fixes:
+        return []
+    months = {(f["asset_symbol"], f["earnings_date"]): f["earnings_month"] for f in fixes}
+    whole = store.batch_get(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(f) for f in fixes])
+    return [{**i, "earnings_month": months[(i["asset_symbol"], i["earnings_date"])]} for i in whole]
+
+
+def _write_calendar_repairs(store: ItemStore, report: CheckReport, *, fixes: list[Item], stale: list[Item]) -> None:
+    """Rewrite the fixed items, then delete the stale ones."""
+    table = EARNINGS_CALENDAR
     if fixes:
-        months = {(f["asset_symbol"], f["earnings_date"]): f["earnings_month"] for f in fixes}
-        whole = store.batch_get(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(f) for f in fixes])
-        fixes = [{**i, "earnings_month": months[(i["asset_symbol"], i["earnings_date"])]} for i in whole]
-    for name, action, rows in (("fix", "upsert", fixes), ("delete", "delete", stale)):
-        if not rows:
-            continue
-        try:
-            if action == "upsert":
-                outcome = store.upsert(EARNINGS_CALENDAR.name, rows)
-            else:
-                outcome = store.delete(EARNINGS_CALENDAR.name, [EARNINGS_CALENDAR.key_of(i) for i in rows])
-        except PollenError as exc:
-            report.unrepaired += len(rows)
-            report.add_error(f"earningsCalendar: could not {name} {len(rows)} items: {exc}")
-            continue
-        report.repaired += len(rows) - outcome.failed
-        report.unrepaired += outcome.failed
-        for line in outcome.error_lines():
-            report.add_error(f"earningsCalendar: {line}")
+        _count_repair(report, "fix", len(fixes), lambda: store.upsert(table.name, fixes))
+    if stale:
+        _count_repair(report, "delete", len(stale), lambda: store.delete(table.name, [table.key_of(i) for i in stale]))
+
+
+def _count_repair(report: CheckReport, action: str, count: int, write: Callable[[], WriteOutcome]) -> None:
+    """Run one repair write; what it did not write (or all of it, when it raises) is counted as unrepaired."""
+    try:
+        outcome = write()
+    except PollenError as exc:
+        report.unrepaired += count
+        report.add_error(f"earningsCalendar: could not {action} {count} items: {exc}")
+        return
+    report.repaired += count - outcome.failed
+    report.unrepaired += outcome.failed
+    for line in outcome.error_lines():
+        report.add_error(f"earningsCalendar: {line}")
 
 
 class ConsistencyCheck:

@@ -62,6 +62,8 @@ STATEMENTS: dict[str, StatementFunction] = {
     INCOME_STATEMENT.name: "INCOME_STATEMENT",
 }
 TABLE_ORDER = (COMPANY_OVERVIEW.name, EARNINGS.name, *STATEMENTS)
+#: The report tables after OVERVIEW, each with its Alpha Vantage function, in call order.
+REPORT_FUNCTIONS: tuple[tuple[str, str], ...] = ((EARNINGS.name, "EARNINGS"), *STATEMENTS.items())
 #: Calendar entries this far back are marked processed when the asset was never pollenated.
 MARK_LOOKBACK_DAYS = 92
 #: Errors that end a whole run rather than one table.
@@ -119,6 +121,12 @@ class PollenateReport(JobReport):
             self.failed += 1
             self.stays_due += result.status == "stays due"
             self.add_error(f"{result.symbol}: {result.error or result.status}")
+
+
+def _parse_reports(table: str, payload: dict[str, Any], *, symbol: str, last_sync: str) -> ParsedReports:
+    if table == EARNINGS.name:
+        return earnings_items(payload, symbol=symbol, last_sync=last_sync)
+    return statement_items(payload, kind=table, symbol=symbol, last_sync=last_sync)
 
 
 class _RunEnded(Exception):
@@ -228,10 +236,32 @@ class PollenateAsset:
             result.ok = True
             result.status = "already pollenated"
             return
-        now = self.clock()
-        now_iso = timestamp(now)
+        now_iso = timestamp(self.clock())
         result.tables = {name: TableResult() for name in TABLE_ORDER}
 
+        held = self._pollenate_overview(result, symbol, previous, now_iso, deadline)
+        for table, function in REPORT_FUNCTIONS:
+            if table in held:
+                result.tables[table].outcome = "skipped"
+                result.calls_skipped += 1
+                continue
+            self._pollenate_reports(result, table, function, symbol, now_iso, deadline)
+
+        failed = [t for t, r in result.tables.items() if r.outcome not in SUCCESS]
+        if failed:
+            result.error = f"stays due: {', '.join(f'{t} {result.tables[t].outcome}' for t in failed)}"
+            return
+        self._move(result, current, now_iso)
+        if result.status == "pollenated":
+            self._mark_calendar(result, symbol, previous, now_iso)
+
+    def _pollenate_overview(
+        self, result: AssetResult, symbol: str, previous: str, now_iso: str, deadline: Deadline
+    ) -> set[str]:
+        """Fetch and write OVERVIEW; returns the report tables whose calls can be skipped (see the module doc).
+
+        The stored overview is read before the new one is written: its LatestQuarter is what the skip compares.
+        """
         prior_overview = self._read(COMPANY_OVERVIEW.name, {"symbol": symbol})
         overview = self._fetch(result, COMPANY_OVERVIEW.name, "OVERVIEW", symbol, deadline, self.source.overview)
         latest_quarter = overview.get("LatestQuarter") if isinstance(overview, dict) else None
@@ -242,38 +272,26 @@ class PollenateAsset:
                 self._table_failed(result, COMPANY_OVERVIEW.name, "invalid", str(exc))
             else:
                 self._write(result, COMPANY_OVERVIEW.name, [item], deadline)
-        held = self._held_quarter_tables(symbol, previous, prior_overview, latest_quarter)
+        return self._held_quarter_tables(symbol, previous, prior_overview, latest_quarter)
 
-        for table, function in ((EARNINGS.name, "EARNINGS"), *STATEMENTS.items()):
-            if table in held:
-                result.tables[table].outcome = "skipped"
-                result.calls_skipped += 1
-                continue
-            if function == "EARNINGS":
-                payload = self._fetch(result, table, function, symbol, deadline, self.source.earnings)
-            else:
-                payload = self._fetch(
-                    result, table, function, symbol, deadline, functools.partial(self._statement, STATEMENTS[table])
-                )
-            if payload is None or result.tables[table].outcome != "not started":
-                continue
-            try:
-                if function == "EARNINGS":
-                    parsed = earnings_items(payload, symbol=symbol, last_sync=now_iso)
-                else:
-                    parsed = statement_items(payload, kind=table, symbol=symbol, last_sync=now_iso)
-            except InvalidRecord as exc:
-                self._table_failed(result, table, "invalid", str(exc))
-                continue
-            self._write_reports(result, table, parsed, deadline)
-
-        if any(r.outcome not in SUCCESS for r in result.tables.values()):
-            failed = [t for t, r in result.tables.items() if r.outcome not in SUCCESS]
-            result.error = f"stays due: {', '.join(f'{t} {result.tables[t].outcome}' for t in failed)}"
+    def _pollenate_reports(
+        self, result: AssetResult, table: str, function: str, symbol: str, now_iso: str, deadline: Deadline
+    ) -> None:
+        """One report table (EARNINGS or a statement): fetch, parse, write; the outcome lands in ``result``."""
+        payload = self._fetch(result, table, function, symbol, deadline, self._report_call(table))
+        if payload is None or result.tables[table].outcome != "not started":
             return
-        self._move(result, current, now_iso)
-        if result.status == "pollenated":
-            self._mark_calendar(result, symbol, previous, now_iso)
+        try:
+            parsed = _parse_reports(table, payload, symbol=symbol, last_sync=now_iso)
+        except InvalidRecord as exc:
+            self._table_failed(result, table, "invalid", str(exc))
+            return
+        self._write_reports(result, table, parsed, deadline)
+
+    def _report_call(self, table: str) -> Callable[[str], dict[str, Any] | None]:
+        if table == EARNINGS.name:
+            return self.source.earnings
+        return functools.partial(self._statement, STATEMENTS[table])
 
     def _statement(self, function: StatementFunction, symbol: str) -> dict[str, Any] | None:
         return self.source.statement(function, symbol)

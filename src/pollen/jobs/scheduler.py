@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
@@ -87,69 +87,86 @@ class Scheduler:
         if count <= 0:
             return []
         now = self.clock()
-        today = now.date()
         assets = self.active_assets()
         due: dict[str, DueAsset] = {}
+        for candidate in self._earnings_triggered(assets, now.date()):
+            due.setdefault(candidate.symbol, candidate)
+        _add_never_pollenated(due, assets, count)
+        _add_stalest(due, assets, count, cutoff=timestamp(now - min_age))
+        chosen = list(due.values())[:count]
+        self._record(chosen)
+        return chosen
 
+    def _earnings_triggered(self, assets: dict[str, Item], today: date) -> list[DueAsset]:
+        """Assets with an unprocessed report since their last pollenation: oldest report, then highest volume."""
         triggered: list[tuple[str, Decimal, DueAsset]] = []
         lookback = today - timedelta(days=EARNINGS_LOOKBACK_DAYS)
         for entry in earnings_between(self.store, lookback, today, attributes=CALENDAR_ATTRIBUTES):
-            if POLLENATED_AT in entry:
-                continue
-            asset = assets.get(str(entry.get("asset_symbol")))
-            if asset is None:
-                continue
-            last = str(asset["lastPollenationDate"])
-            if str(entry["earnings_date"]) > last[:10]:
-                volume = Decimal(asset.get("volume", 0))
-                triggered.append(
-                    (
-                        str(entry["earnings_date"]),
-                        -volume,
-                        DueAsset(
-                            symbol=str(asset["symbol"]),
-                            reason="earnings",
-                            volume=int(volume),
-                            last_pollenation=last,
-                            report_date=str(entry["earnings_date"]),
-                        ),
-                    )
-                )
-        for _, _, candidate in sorted(triggered, key=lambda t: (t[0], t[1], t[2].symbol)):
-            due.setdefault(candidate.symbol, candidate)
+            candidate = _triggered_by(entry, assets)
+            if candidate is not None:
+                triggered.append(candidate)
+        return [candidate for _, _, candidate in sorted(triggered, key=lambda t: (t[0], t[1], t[2].symbol))]
 
-        for symbol, asset in assets.items():  # already in descending volume order
-            if len(due) >= count:
-                break
-            if asset["lastPollenationDate"] == NEVER_POLLENATED and symbol not in due:
-                due[symbol] = DueAsset(
-                    symbol=symbol,
-                    reason="never pollenated",
-                    volume=int(asset.get("volume", 0)),
-                    last_pollenation=NEVER_POLLENATED,
-                )
-
-        cutoff = timestamp(now - min_age)
-        stale = sorted(
-            (a for s, a in assets.items() if s not in due and a["lastPollenationDate"] <= cutoff),
-            key=lambda a: (str(a["lastPollenationDate"]), -Decimal(a.get("volume", 0)), str(a["symbol"])),
-        )
-        for asset in stale:
-            if len(due) >= count:
-                break
-            due[str(asset["symbol"])] = DueAsset(
-                symbol=str(asset["symbol"]),
-                reason="stalest",
-                volume=int(asset.get("volume", 0)),
-                last_pollenation=str(asset["lastPollenationDate"]),
-            )
-        chosen = list(due.values())[:count]
+    def _record(self, chosen: list[DueAsset]) -> None:
         for reason in ("earnings", "never pollenated", "stalest"):
             self.metrics.count(
                 "ScheduledAssets", sum(d.reason == reason for d in chosen), job="Scheduler", reason=reason
             )
         log.info("scheduled", extra={"count": len(chosen), "symbols": [d.symbol for d in chosen][:50]})
-        return chosen
+
+
+def _triggered_by(entry: Item, assets: dict[str, Item]) -> tuple[str, Decimal, DueAsset] | None:
+    """The (report date, -volume, due asset) a calendar entry triggers, or None: already processed, the asset is
+    not active, or the asset was pollenated on or after the report date."""
+    if POLLENATED_AT in entry:
+        return None
+    asset = assets.get(str(entry.get("asset_symbol")))
+    if asset is None:
+        return None
+    last = str(asset["lastPollenationDate"])
+    report_date = str(entry["earnings_date"])
+    if report_date <= last[:10]:
+        return None
+    volume = Decimal(asset.get("volume", 0))
+    candidate = DueAsset(
+        symbol=str(asset["symbol"]),
+        reason="earnings",
+        volume=int(volume),
+        last_pollenation=last,
+        report_date=report_date,
+    )
+    return report_date, -volume, candidate
+
+
+def _add_never_pollenated(due: dict[str, DueAsset], assets: dict[str, Item], count: int) -> None:
+    """Fill ``due`` up to ``count`` with never-pollenated assets, in the assets' (descending volume) order."""
+    for symbol, asset in assets.items():
+        if len(due) >= count:
+            break
+        if asset["lastPollenationDate"] == NEVER_POLLENATED and symbol not in due:
+            due[symbol] = DueAsset(
+                symbol=symbol,
+                reason="never pollenated",
+                volume=int(asset.get("volume", 0)),
+                last_pollenation=NEVER_POLLENATED,
+            )
+
+
+def _add_stalest(due: dict[str, DueAsset], assets: dict[str, Item], count: int, *, cutoff: str) -> None:
+    """Fill ``due`` up to ``count`` with the assets pollenated longest ago (at or before ``cutoff``)."""
+    stale = sorted(
+        (a for s, a in assets.items() if s not in due and a["lastPollenationDate"] <= cutoff),
+        key=lambda a: (str(a["lastPollenationDate"]), -Decimal(a.get("volume", 0)), str(a["symbol"])),
+    )
+    for asset in stale:
+        if len(due) >= count:
+            break
+        due[str(asset["symbol"])] = DueAsset(
+            symbol=str(asset["symbol"]),
+            reason="stalest",
+            volume=int(asset.get("volume", 0)),
+            last_pollenation=str(asset["lastPollenationDate"]),
+        )
 
 
 class PollenateNextReport(PollenateReport):

@@ -247,45 +247,83 @@ class StreamPoller:
             if state.iterator is None:
                 state.iterator = self._iterator(stream_arn, shard_id, report)
                 state.pending.clear()
-            if ahead is not None:
-                response, ahead = ahead.result(), None
-            else:
-                response = self._get_records(state.iterator, self.read_limit)
+            response = ahead.result() if ahead is not None else self._get_records(state.iterator, self.read_limit)
+            ahead = None
             if response is None:
                 state.iterator = None
                 continue
-            records = response.get("Records", [])
-            next_iterator = response.get("NextShardIterator")
-            if records and not state.pending:
-                state.first_pending_at = self.monotonic()
-            state.pending += records
+            records = self._take_page(state, response)
             read += len(records)
-            state.iterator = next_iterator
-            closed = next_iterator is None
-            behind = len(state.pending) >= self.batch_size
-            if behind and records and next_iterator is not None and self.backlog_batch_size > self.batch_size:
-                # The next page is read (one call at a time) while this one is applied; reading moves no checkpoint.
-                ahead = reader.submit(self._get_records, next_iterator, self.read_limit)
-            while len(state.pending) >= self.batch_size:  # behind: apply what is read in large transactions
-                count = min(len(state.pending), self.backlog_batch_size)
-                if not self._flush(source, stream_arn, shard_id, state, report, count):
-                    if ahead is not None:  # its page is dropped: reading resumes from the checkpoint
-                        ahead.cancel()
-                        wait([ahead])
-                    return read
+            closed = state.iterator is None
+            ahead = self._read_ahead(state, records, reader)
+            if not self._apply_backlog(source, stream_arn, shard_id, state, report, ahead):
+                return read
             if not records or closed:
                 break
+        self._settle_shard(source, stream_arn, shard_id, state, report, closed=closed, drain=drain)
+        return read
+
+    def _take_page(self, state: _ShardState, response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Add one GetRecords page to the pending records and move the iterator on (None: the shard is closed)."""
+        records: list[Mapping[str, Any]] = response.get("Records", [])
+        if records and not state.pending:
+            state.first_pending_at = self.monotonic()
+        state.pending += records
+        state.iterator = response.get("NextShardIterator")
+        return records
+
+    def _read_ahead(
+        self, state: _ShardState, records: list[Mapping[str, Any]], reader: ThreadPoolExecutor
+    ) -> Future[dict[str, Any] | None] | None:
+        """When behind, the next page is read (one call at a time) while this one is applied; reading moves no
+        checkpoint."""
+        behind = len(state.pending) >= self.batch_size
+        if behind and records and state.iterator is not None and self.backlog_batch_size > self.batch_size:
+            return reader.submit(self._get_records, state.iterator, self.read_limit)
+        return None
+
+    def _apply_backlog(
+        self,
+        source: StreamSource,
+        stream_arn: str,
+        shard_id: str,
+        state: _ShardState,
+        report: StreamReport,
+        ahead: Future[dict[str, Any] | None] | None,
+    ) -> bool:
+        """Behind: apply what is read in large transactions. False when a batch failed (reading stops there)."""
+        while len(state.pending) >= self.batch_size:
+            count = min(len(state.pending), self.backlog_batch_size)
+            if not self._flush(source, stream_arn, shard_id, state, report, count):
+                if ahead is not None:  # its page is dropped: reading resumes from the checkpoint
+                    ahead.cancel()
+                    wait([ahead])
+                return False
+        return True
+
+    def _settle_shard(
+        self,
+        source: StreamSource,
+        stream_arn: str,
+        shard_id: str,
+        state: _ShardState,
+        report: StreamReport,
+        *,
+        closed: bool,
+        drain: bool,
+    ) -> None:
+        """At the end of what can be read now: apply what is pending when draining, the shard closed or the batch
+        window is over; a closed shard with nothing pending is checkpointed as finished."""
         window_over = state.pending and self.monotonic() - state.first_pending_at >= self.window_s
         flush_now = state.pending and (drain or closed or window_over)
         if flush_now and not self._flush(source, stream_arn, shard_id, state, report, len(state.pending)):
-            return read
+            return
         if closed and not state.pending:
             previous = self.checkpoints.get(stream_arn, shard_id)
             self.checkpoints.put(
                 stream_arn, shard_id, ShardCheckpoint(previous.sequence_number if previous else None, finished=True)
             )
             self._states.pop((stream_arn, shard_id), None)
-        return read
 
     def _flush(
         self,

@@ -65,15 +65,9 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Binary | bytes | bytearray):
-        return base64.b64encode(bytes(value.value if isinstance(value, Binary) else value)).decode("ascii")
+        return _base64(value)
     if isinstance(value, set | frozenset):
-        members = list(value)
-        if all(isinstance(m, Decimal | int) for m in members):
-            return [format(Decimal(m), "f") for m in sorted(members)]
-        if all(isinstance(m, Binary | bytes | bytearray) for m in members):
-            raw = sorted(bytes(m.value if isinstance(m, Binary) else m) for m in members)
-            return [base64.b64encode(b).decode("ascii") for b in raw]
-        return sorted(str(m) for m in members)
+        return _set_to_json(value)
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -82,6 +76,25 @@ def to_json_value(value: Any) -> Any:
         # Never produced by DynamoDB; kept exact through its repr rather than silently rounded.
         return format(Decimal(repr(value)), "f")
     raise InvalidRecord(f"unsupported value type {type(value).__name__}")
+
+
+def _raw_bytes(value: Binary | bytes | bytearray) -> bytes:
+    return bytes(value.value if isinstance(value, Binary) else value)
+
+
+def _base64(value: Binary | bytes | bytearray) -> str:
+    return base64.b64encode(_raw_bytes(value)).decode("ascii")
+
+
+def _set_to_json(value: set[Any] | frozenset[Any]) -> list[str]:
+    """A number, binary or string set as a sorted list (numbers by value, binaries by their bytes)."""
+    members = list(value)
+    if all(isinstance(m, Decimal | int) for m in members):
+        return [format(Decimal(m), "f") for m in sorted(members)]
+    if all(isinstance(m, Binary | bytes | bytearray) for m in members):
+        raw = sorted(_raw_bytes(m) for m in members)
+        return [base64.b64encode(b).decode("ascii") for b in raw]
+    return sorted(str(m) for m in members)
 
 
 def to_document(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,13 +151,7 @@ class StreamSync:
         return outcome
 
     def _apply(self, changes: Sequence[Change], outcome: BatchOutcome) -> None:
-        try:
-            result = self.index.apply(changes)
-        except PollenError as exc:
-            result = ApplyResult(failed=[(c, str(exc)) for c in changes])
-        except Exception as exc:  # an index failure fails the batch, never the process
-            log.warning("index apply failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            result = ApplyResult(failed=[(c, f"{type(exc).__name__}: {exc}") for c in changes])
+        result = self._index_apply(changes)
         outcome.indexed += len(result.indexed)
         outcome.deleted += len(result.deleted)
         outcome.conflicts += len(result.conflicts)
@@ -167,17 +162,28 @@ class StreamSync:
             outcome.failed.append(change.sequence_number)
             if len(outcome.errors) < 20:
                 outcome.errors.append(f"{change.table} {change.doc_id}: {reason}"[:300])
-        by_table: dict[str, list[int]] = {}
-        for name, bucket in (("indexed", result.indexed), ("deleted", result.deleted), ("conflicts", result.conflicts)):
-            for change in bucket:
-                by_table.setdefault(change.table, [0, 0, 0])[("indexed", "deleted", "conflicts").index(name)] += 1
-        for table_name, (indexed, deleted, conflicts) in by_table.items():
-            if indexed:
-                self.metrics.count("DocumentsIndexed", indexed, table=table_name)
-            if deleted:
-                self.metrics.count("DocumentsDeleted", deleted, table=table_name)
-            if conflicts:
-                self.metrics.count("VersionConflicts", conflicts, table=table_name)
+        self._count_applied(result)
+
+    def _index_apply(self, changes: Sequence[Change]) -> ApplyResult:
+        """The index's result; an index that raises fails every change of the batch (retried), never the process."""
+        try:
+            return self.index.apply(changes)
+        except PollenError as exc:
+            return ApplyResult(failed=[(c, str(exc)) for c in changes])
+        except Exception as exc:
+            log.warning("index apply failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return ApplyResult(failed=[(c, f"{type(exc).__name__}: {exc}") for c in changes])
+
+    def _count_applied(self, result: ApplyResult) -> None:
+        """Documents indexed, deleted and in conflict per table; retries and failures over the batch."""
+        per_table = (
+            ("DocumentsIndexed", result.indexed),
+            ("DocumentsDeleted", result.deleted),
+            ("VersionConflicts", result.conflicts),
+        )
+        for metric, changes in per_table:
+            for table_name, count in Counter(change.table for change in changes).items():
+                self.metrics.count(metric, count, table=table_name)
         if result.retries:
             self.metrics.count("IndexRetries", result.retries)
         if result.failed:

@@ -23,6 +23,7 @@ makes the direct pass give up and moto's walk serialize it.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from moto.core import serialize as moto_serialize
@@ -30,9 +31,13 @@ from moto.core import serialize as moto_serialize
 #: Returned by the direct encoder when a value is outside the form it handles; moto's walk serializes it instead.
 _GIVE_UP: Any = object()
 
-_STRING_TAGS = frozenset({"S", "N"})
-_STRING_SET_TAGS = frozenset({"SS", "NS"})
-_BOOLEAN_TAGS = frozenset({"NULL", "BOOL"})
+
+def _string(value: object) -> Any:
+    return value if type(value) is str else _GIVE_UP
+
+
+def _boolean(value: object) -> Any:
+    return value if type(value) is bool else _GIVE_UP
 
 
 def _blob(value: object) -> Any:
@@ -43,41 +48,41 @@ def _blob(value: object) -> Any:
     return _GIVE_UP
 
 
+def _list(value: object) -> Any:
+    if type(value) is not list:
+        return _GIVE_UP
+    encoded_list = []
+    for element in value:
+        encoded = encode_attribute_value(element)
+        if encoded is _GIVE_UP:
+            return _GIVE_UP
+        encoded_list.append(encoded)
+    return encoded_list
+
+
+def _string_set(value: object) -> Any:
+    if type(value) is not list or any(type(member) is not str for member in value):
+        return _GIVE_UP
+    return list(value)
+
+
+def _blob_set(value: object) -> Any:
+    if type(value) is not list:
+        return _GIVE_UP
+    blobs = [_blob(member) for member in value]
+    return _GIVE_UP if any(blob is _GIVE_UP for blob in blobs) else blobs
+
+
 def encode_attribute_value(value: object) -> Any:
     """The JSON form moto's serializer gives ``value`` (a ``{tag: value}`` dict), or ``_GIVE_UP``."""
     if type(value) is not dict or len(value) != 1:
         return _GIVE_UP
     ((tag, inner),) = value.items()
-    if tag in _STRING_TAGS:
-        return {tag: inner} if type(inner) is str else _GIVE_UP
-    if tag == "M":
-        encoded_map = encode_attribute_map(inner)
-        return _GIVE_UP if encoded_map is _GIVE_UP else {tag: encoded_map}
-    if tag == "L":
-        if type(inner) is not list:
-            return _GIVE_UP
-        encoded_list = []
-        for element in inner:
-            encoded = encode_attribute_value(element)
-            if encoded is _GIVE_UP:
-                return _GIVE_UP
-            encoded_list.append(encoded)
-        return {tag: encoded_list}
-    if tag == "B":
-        blob = _blob(inner)
-        return _GIVE_UP if blob is _GIVE_UP else {tag: blob}
-    if tag in _BOOLEAN_TAGS:
-        return {tag: inner} if type(inner) is bool else _GIVE_UP
-    if tag in _STRING_SET_TAGS:
-        if type(inner) is not list or any(type(member) is not str for member in inner):
-            return _GIVE_UP
-        return {tag: list(inner)}
-    if tag == "BS":
-        if type(inner) is not list:
-            return _GIVE_UP
-        blobs = [_blob(member) for member in inner]
-        return _GIVE_UP if any(blob is _GIVE_UP for blob in blobs) else {tag: blobs}
-    return _GIVE_UP
+    encoder = _ENCODERS.get(tag)
+    if encoder is None:
+        return _GIVE_UP
+    encoded = encoder(inner)
+    return _GIVE_UP if encoded is _GIVE_UP else {tag: encoded}
 
 
 def encode_attribute_map(value: object) -> Any:
@@ -93,6 +98,21 @@ def encode_attribute_map(value: object) -> Any:
             return _GIVE_UP
         encoded_map[name] = encoded
     return encoded_map
+
+
+#: How the value under each type tag is encoded; an unknown tag gives up.
+_ENCODERS: dict[str, Callable[[object], Any]] = {
+    "S": _string,
+    "N": _string,
+    "M": encode_attribute_map,
+    "L": _list,
+    "B": _blob,
+    "NULL": _boolean,
+    "BOOL": _boolean,
+    "SS": _string_set,
+    "NS": _string_set,
+    "BS": _blob_set,
+}
 
 
 def _is_attribute_value(shape: Any) -> bool:

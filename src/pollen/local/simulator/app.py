@@ -308,9 +308,22 @@ class SimulatorApp:
     # ---- Alpha Vantage ----------------------------------------------------------------------------------------
 
     def alphavantage(self, request: Request) -> Response:
-        config = self.sim.config
         args = request.args
-        api_key = args.get("apikey", "")
+        refusal = self._alphavantage_refusal(args.get("apikey", ""))
+        if refusal is not None:
+            return refusal
+        function = args.get("function", "")
+        self.sim.stats[f"av_{function}"] += 1
+        if function == "EARNINGS_CALENDAR":
+            return self.calendar(request)
+        if function not in ("OVERVIEW", "EARNINGS", *STATEMENT_FIELDS):
+            return _json({"Error Message": f"This API function ({function}) does not exist."}, indent=4)
+        return self.fundamentals(function, args.get("symbol", ""))
+
+    def _alphavantage_refusal(self, api_key: str) -> Response | None:
+        """What Alpha Vantage answers (HTTP 200) to a wrong key, a spent daily quota or too many calls a minute;
+        None when the call may go on. Each check counts against the quota only when the ones before passed."""
+        config = self.sim.config
         if api_key != config.alphavantage_api_key:
             self.sim.stats["av_bad_key"] += 1
             return _json({"Error Message": AV_BAD_KEY}, indent=4)
@@ -323,13 +336,10 @@ class SimulatorApp:
             return _json(
                 {"Note": av_minute_note(config.alphavantage_per_minute, config.alphavantage_per_day)}, indent=4
             )
-        function = args.get("function", "")
-        self.sim.stats[f"av_{function}"] += 1
-        if function == "EARNINGS_CALENDAR":
-            return self.calendar(request)
-        if function not in ("OVERVIEW", "EARNINGS", *STATEMENT_FIELDS):
-            return _json({"Error Message": f"This API function ({function}) does not exist."}, indent=4)
-        symbol = args.get("symbol", "")
+        return None
+
+    def fundamentals(self, function: str, symbol: str) -> Response:
+        """OVERVIEW, EARNINGS or a statement of one symbol, with Alpha Vantage's answers for unknown symbols."""
         market = self.sim.market
         if not symbol:
             return _json({"Error Message": av_invalid_call(function)}, indent=4)
