@@ -11,10 +11,11 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pollen import wiring
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, read_header
 from pollen.adapters.dynamodb.lease import JobLease
-from pollen.adapters.dynamodb.store import DynamoStore, build_store
+from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
 from pollen.errors import ConfigError, NotFound
@@ -139,7 +140,7 @@ def load(
         items = loaded.items
         if loaded.table is not None and loaded.table != table:
             log.warning("dead letters of another table", extra={"file_table": loaded.table, "table": table})
-        store = build_store(runtime.settings, runtime.metrics)
+        store = wiring.build_store(runtime.settings, runtime.metrics)
         deadline = Deadline.after(deadline_s)
         with store:
             store.require_table(table)  # no lease taken, nothing dead-lettered for a table that is not there
@@ -200,7 +201,7 @@ def export(
     def action() -> None:
         watch = Stopwatch()
         report = ExportReport(job="export", table=table, file=str(file))
-        store = build_store(runtime.settings, runtime.metrics)
+        store = wiring.build_store(runtime.settings, runtime.metrics)
         try:
             handle = file.open("w", encoding="utf-8")
         except OSError as exc:
