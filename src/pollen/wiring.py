@@ -41,7 +41,7 @@ from pollen.jobs.status import QuotaSettings, StatusCollector
 from pollen.observability import MetricsRecorder, register_secrets
 from pollen.ports import AssetSource, DeadLetterCount, DeadLetterSink, FundamentalsSource, ItemStore, SearchIndex
 from pollen.settings import Settings
-from pollen.streams.checkpoints import CHECKPOINT_FILE, FileCheckpoints
+from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
 from pollen.streams.sync import JsonlDeadLetters as StreamDeadLetterFile
 from pollen.streams.sync import StreamSync
@@ -314,12 +314,11 @@ def build_status(
     if queue_url:
         sqs = sqs_client(settings)
         dead_letters.append(lambda: queue_dead_letters(sqs, queue_url))
-
-    def checkpoints() -> FileCheckpoints | None:
-        return FileCheckpoints.in_home(home) if (home / CHECKPOINT_FILE).exists() else None
-
     streams = StreamLag(
-        streams_client(settings), checkpoints, [(t, settings.table_name(t.name)) for t in STREAMED_TABLES], now=clock
+        streams_client(settings),
+        partial(FileCheckpoints.if_present, home),
+        [(t, settings.table_name(t.name)) for t in STREAMED_TABLES],
+        now=clock,
     )
     return StatusCollector(
         store,
