@@ -15,8 +15,8 @@ from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
+from pollen.cli.display import plain
 from pollen.cli.status import write_page
-from pollen.cli.wiring import plain
 from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.local.simulator.market import START_DATE
 from pollen.local.stack import EmbeddedStack
