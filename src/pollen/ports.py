@@ -1,4 +1,4 @@
-"""The small Protocols the jobs depend on. Adapters implement them; tests may use in-process fakes.
+"""Every port (the small Protocols the jobs, streams and entry points depend on) and the data types they speak. Adapters implement them; tests may use in-process fakes.
 
 Items are plain Python values as the jobs see them: ``str``, ``Decimal`` (never float), ``int``, ``bool``,
 ``None``, ``list``, ``dict``, ``set`` and ``bytes``. Table names are logical (``"assets"``); the store adds the
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
 
 from pollen.deadline import Deadline
 
@@ -161,3 +164,194 @@ class FundamentalsSource(Protocol):
     def earnings(self, symbol: str) -> dict[str, Any] | None: ...
 
     def statement(self, function: StatementFunction, symbol: str) -> dict[str, Any] | None: ...
+
+
+class QueueSender(Protocol):
+    """Where pollenation requests go (the SQS queue in production)."""
+
+    def send(self, messages: Sequence[dict[str, Any]]) -> list[str]:
+        """Send JSON messages; returns an error line per message that was not accepted (empty when all were)."""
+        ...
+
+
+# --- dead letters on the queue --------------------------------------------------------------------------------
+
+#: What a queued dead letter holds: a table item (or key), or a stream record for the search index.
+ITEM = "item"
+STREAM_RECORD = "stream-record"
+
+
+@dataclass
+class QueuedDeadLetter:
+    """One dead letter received from the queue."""
+
+    table: str
+    kind: str
+    reason: str
+    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
+    receipt: str
+    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
+
+
+class DeadLetterQueue(Protocol):
+    """The dead-letter queue as `pollen dead-letters replay` reads it."""
+
+    def waiting(self) -> int: ...
+
+    def receive(self, limit: int = 10) -> tuple[list[QueuedDeadLetter], list[str]]: ...
+
+    def delete(self, letters: list[QueuedDeadLetter]) -> None: ...
+
+
+# --- status --------------------------------------------------------------------------------------------------
+
+
+class TableStatistics(Protocol):
+    """DynamoDB's own figures about a table (DescribeTable)."""
+
+    def item_count(self, table: str) -> int | None: ...
+
+
+class StreamPosition(BaseModel):
+    table: str
+    #: Latest sequence number the local poller has applied (None: nothing yet).
+    checkpoint: str | None = None
+    #: Records in the stream after the checkpoint (at most ``capped_at``).
+    pending: int = 0
+    capped: bool = False
+    #: Age of the oldest record not applied yet, seconds (0 when nothing is pending).
+    lag_s: float = 0.0
+
+
+class DeadLetterCount(BaseModel):
+    waiting: int = 0
+    where: str = ""
+    approximate: bool = False
+
+
+# --- streams and the search index -----------------------------------------------------------------------------
+
+#: Version of nothing: any record or backfill beats it.
+ZERO_SEQUENCE = "0"
+
+
+def later_sequence(a: str, b: str) -> str:
+    """The later of two stream sequence numbers (they compare as integers)."""
+    return a if int(a) >= int(b) else b
+
+
+class ShardPosition(Protocol):
+    """Where the local poller stands in one shard."""
+
+    @property
+    def sequence_number(self) -> str | None:
+        """Last sequence number applied (None: nothing yet)."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """The shard is closed and was read to its end."""
+        ...
+
+
+class StreamCheckpoints(Protocol):
+    """The local poller's checkpoints, as status reads them."""
+
+    def shards(self, stream_arn: str) -> Mapping[str, ShardPosition]: ...
+
+    def get(self, stream_arn: str, shard_id: str) -> ShardPosition | None: ...
+
+
+class TableScanner(Protocol):
+    """The one thing backfill needs from the store (``ItemStore.scan`` satisfies it)."""
+
+    def scan(self, table: str, *, segments: int = 1) -> Iterator[dict[str, Any]]: ...
+
+
+Operation = Literal["upsert", "delete"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One document change for the index."""
+
+    table: str
+    doc_id: str
+    operation: Operation
+    version: str
+    document: dict[str, Any] | None
+    sequence_number: str
+    #: The full stream record (for dead letters); None for backfill.
+    record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: Approximate creation time of the record, epoch seconds (lag).
+    created_at: float | None = field(default=None, compare=False)
+
+
+#: Stream records live 24 h and Lambda retries at most until they expire; tombstones outlive that with margin.
+TOMBSTONE_RETENTION_S = 48 * 3600.0
+
+
+@dataclass
+class ApplyResult:
+    """What one ``apply`` did; every change ends in exactly one of the lists."""
+
+    indexed: list[Change] = field(default_factory=list)
+    deleted: list[Change] = field(default_factory=list)
+    #: Not applied because the index already held this version or a newer one (counts as success).
+    conflicts: list[Change] = field(default_factory=list)
+    #: Rejected by the index as bad (HTTP 400): dead-lettered with the full record, counts as handled.
+    rejected: list[tuple[Change, str]] = field(default_factory=list)
+    #: Could not be applied after all retries (transient): the caller must not checkpoint past them.
+    failed: list[tuple[Change, str]] = field(default_factory=list)
+    retries: int = 0
+
+    def merge(self, other: ApplyResult) -> None:
+        self.indexed += other.indexed
+        self.deleted += other.deleted
+        self.conflicts += other.conflicts
+        self.rejected += other.rejected
+        self.failed += other.failed
+        self.retries += other.retries
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    table: str
+    doc_id: str
+    score: float
+    document: dict[str, Any]
+
+
+class SearchIndex(Protocol):
+    """Versioned upserts and tombstoned deletes, and ranked search.
+
+    Both adapters give the same guarantees: a change applies only when its version is newer than the stored one
+    (document or tombstone), so duplicated, replayed and reordered changes converge; a delete leaves a tombstone
+    carrying its version, kept for ``TOMBSTONE_RETENTION_S`` (longer than any record can stay in a stream, 24 h), so
+    a late upsert can never resurrect it."""
+
+    def apply(self, changes: Sequence[Change]) -> ApplyResult:
+        """Apply the changes, each only if newer than what the index holds for its document."""
+        ...
+
+    def get(self, table: str, doc_id: str) -> dict[str, Any] | None:
+        """The live document, or None (absent or deleted)."""
+        ...
+
+    def version_of(self, table: str, doc_id: str) -> str | None:
+        """The stored version (document or tombstone), or None."""
+        ...
+
+    def documents(self, table: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every live document of a table as (doc_id, document)."""
+        ...
+
+    def search(self, query: str, *, table: str | None = None, limit: int = 10) -> list[SearchHit]:
+        """Live documents matching the query, best first."""
+        ...
+
+    def purge_tombstones(self, older_than_s: float = TOMBSTONE_RETENTION_S) -> int:
+        """Forget tombstones written more than ``older_than_s`` ago; returns how many."""
+        ...
+
+    def close(self) -> None: ...

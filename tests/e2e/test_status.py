@@ -18,11 +18,11 @@ import pytest
 
 from pollen import wiring
 from pollen.cli.status import write_page
-from pollen.cli.stream import build_poller, build_stream_sync
 from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.jobs.status import StatusReport, percentile
 from pollen.local.simulator.server import SimulatorProcess
 from pollen.tables import CONTRACT_TABLES, NEVER_POLLENATED
+from pollen.wiring import build_poller, build_stream_sync
 from tests.conftest import run_pollen
 from tests.e2e.conftest import World, make_world
 

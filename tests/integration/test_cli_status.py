@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.status import StreamLag, local_dead_letters, queue_dead_letters
-from pollen.streams.checkpoints import CHECKPOINT_FILE
+from pollen.streams.checkpoints import CHECKPOINT_FILE, FileCheckpoints
 from pollen.tables import ASSETS
 from tests.conftest import run_pollen
 
@@ -93,7 +94,12 @@ def test_stream_lag_counts_the_records_after_the_checkpoint_and_ages_the_oldest(
 ) -> None:
     ensure_tables(dynamodb, table_prefix, [ASSETS])
     name = f"{table_prefix}assets"
-    lag = StreamLag(streams, tmp_path, [(ASSETS, name)], now=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    lag = StreamLag(
+        streams,
+        partial(FileCheckpoints.if_present, tmp_path),
+        [(ASSETS, name)],
+        now=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+    )
     assert lag() is None  # no local poller has run here
     (tmp_path / CHECKPOINT_FILE).write_text("{}")
     for symbol in ("IBM", "MSFT"):

@@ -8,16 +8,20 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.credentials import resolve_credentials, secrets_provider
+from pollen.adapters.credentials import Credentials
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.sources import build_sources
 from pollen.errors import AuthError, ConfigError, PollenError, QuotaExhausted
 from pollen.local.simulator import Simulator
 from pollen.observability import MemorySink, MetricsRecorder, configure_logging
-from pollen.settings import load_settings
-from pollen.wiring import build_sources as wired_build_sources
+from pollen.settings import Settings, load_settings
+from pollen.wiring import build_sources, credential_source, secrets_provider
 
 pytestmark = pytest.mark.integration
+
+
+def resolve_credentials(settings: Settings) -> Credentials:
+    """The credentials as the wiring resolves them (Secrets Manager when a secret is named)."""
+    return credential_source(settings).current()
 
 
 def make_secret(endpoint: str, value: Any) -> str:
@@ -107,7 +111,7 @@ def test_secret_values_never_reach_logs_errors_or_metrics(endpoint: str) -> None
             )
             configure_logging(level="DEBUG", stream=stream, secrets=settings.secret_values())
             logging.getLogger("pollen.test").debug("settings", extra={"settings": settings.model_dump(mode="json")})
-            alpaca, alphavantage = wired_build_sources(settings, metrics)
+            alpaca, alphavantage = build_sources(settings, metrics)
             assert alpaca.active_assets()
             assert alpaca.daily_volumes(["AAPL", "IBM"])
             assert alphavantage.overview("IBM")
@@ -138,6 +142,7 @@ def test_secret_values_never_reach_logs_errors_or_metrics(endpoint: str) -> None
 
 def test_build_sources_keeps_working_through_the_wiring_seam(endpoint: str) -> None:
     settings = load_settings(alpaca_key_id="k", alpaca_secret_key="s", alphavantage_api_key="a")
-    alpaca, alphavantage = wired_build_sources(settings, MetricsRecorder())
+    alpaca, alphavantage = build_sources(settings, MetricsRecorder())
     assert hasattr(alpaca, "active_assets") and hasattr(alphavantage, "earnings_calendar")
-    assert secrets_provider("us-east-1", endpoint) is secrets_provider("us-east-1", endpoint)
+    settings = load_settings(secrets_endpoint=endpoint)
+    assert secrets_provider(settings) is secrets_provider(load_settings(secrets_endpoint=endpoint))

@@ -17,13 +17,13 @@ from opensearchpy.exceptions import AuthorizationException
 
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.deadletters import DeadLettersLost
-from pollen.adapters.search.factory import build_search_index
 from pollen.adapters.search.opensearch import OpenSearchIndex, signing_service
 from pollen.errors import ConfigError
 from pollen.handlers import stream_sync
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
 from pollen.streams.records import Change, version_key
+from pollen.wiring import build_search_index
 from tests.standins.opensearch import TEST_ACCESS_KEY, TEST_SECRET_KEY, OpenSearchStandIn
 from tests.unit.test_stream_handler import SEQ, lambda_record, overview
 

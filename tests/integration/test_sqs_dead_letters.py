@@ -23,11 +23,11 @@ from pollen.adapters.dynamodb.deadletters import (
     SqsDeadLetters,
     read_dead_letter_file,
 )
-from pollen.adapters.dynamodb.store import build_store
 from pollen.errors import ConfigError
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
 from pollen.tables import EARNINGS
+from pollen.wiring import build_store
 from tests.standins.sqs import FlakySqs
 
 pytestmark = pytest.mark.integration

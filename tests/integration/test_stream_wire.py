@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from pollen.streams.wire import WireRecordsClient, records_client
+from pollen.adapters.stream_records import WireRecordsClient, records_client
 from pollen.tables import COMPANY_OVERVIEW
 from tests.integration.stream_support import serialize
 

@@ -19,11 +19,12 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
 from pollen.adapters.dynamodb.retry import RetryPolicy
-from pollen.adapters.dynamodb.store import DynamoStore, build_store
+from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import WireClient, wire_client_factory
 from pollen.errors import ConfigError, ServiceUnavailable, TransientError
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
+from pollen.wiring import build_store
 
 OK_BODY = b'{"TableNames":["t"]}'
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
-from pollen.adapters.dynamodb.client import make_client
 from pollen.errors import AuthError, ConfigError, PollenError, ServiceUnavailable
 from pollen.settings import Settings
 
@@ -24,6 +24,9 @@ SECRET_MAX_AGE_S = 300
 
 _providers: dict[tuple[str, str | None], Any] = {}
 _providers_lock = threading.Lock()
+
+#: Builds the Secrets Manager client for a region and endpoint (:func:`pollen.wiring.secrets_client`).
+SecretsClientFactory = Callable[[str, str | None], Any]
 
 
 class _SecretBodyFilter(logging.Filter):
@@ -56,15 +59,16 @@ class Credentials:
         return [v.get_secret_value() for v in held if v is not None and v.get_secret_value()]
 
 
-def secrets_provider(region: str, endpoint_url: str | None = None) -> Any:
-    """One Powertools SecretsProvider (and so one cache) per region and endpoint."""
+def secrets_provider(client_factory: SecretsClientFactory, region: str, endpoint_url: str | None = None) -> Any:
+    """One Powertools SecretsProvider (and so one cache) per region and endpoint; its client comes from
+    ``client_factory(region, endpoint_url)``, called once."""
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
     _guard_botocore_logs()
     with _providers_lock:
         provider = _providers.get((region, endpoint_url))
         if provider is None:
-            client = make_client("secretsmanager", region=region, endpoint_url=endpoint_url, max_attempts=3)
+            client = client_factory(region, endpoint_url)
             provider = _providers[(region, endpoint_url)] = SecretsProvider(boto3_client=client)
         return provider
 
@@ -72,6 +76,7 @@ def secrets_provider(region: str, endpoint_url: str | None = None) -> Any:
 def resolve_credentials(settings: Settings, *, provider: Any | None = None, force_fetch: bool = False) -> Credentials:
     """The credentials to use, from the secret named by ``settings.secret_id`` if any, else from the settings.
 
+    ``provider``: the Powertools SecretsProvider (:func:`secrets_provider`), needed when a secret is named.
     The secret comes from Powertools' cache while younger than SECRET_MAX_AGE_S; ``force_fetch`` reads it from
     Secrets Manager at once (after the upstream API refused the cached key: it may have been rotated)."""
     plain = {
@@ -81,11 +86,9 @@ def resolve_credentials(settings: Settings, *, provider: Any | None = None, forc
     }
     source = "environment"
     if settings.secret_id:
-        secret = fetch_secret(
-            settings.secret_id,
-            provider or secrets_provider(settings.region, settings.secrets_endpoint),
-            force_fetch=force_fetch,
-        )
+        if provider is None:
+            raise ConfigError("POLLEN_SECRET_ID is set but no Secrets Manager provider was given (pollen.wiring)")
+        secret = fetch_secret(settings.secret_id, provider, force_fetch=force_fetch)
         for key in SECRET_KEYS:
             value = secret.get(key)
             if isinstance(value, str) and value:

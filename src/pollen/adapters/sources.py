@@ -1,4 +1,4 @@
-"""Building the upstream clients from settings (called by ``pollen.wiring.build_sources``).
+"""Upstream clients that follow a rotated secret (built by ``pollen.wiring.build_sources``).
 
 With POLLEN_SECRET_ID the keys live in Secrets Manager and may be rotated while a warm Lambda container holds
 clients built with the old ones. The clients are then wrapped: every call asks the credential source (Powertools'
@@ -17,11 +17,9 @@ from typing import Any, Generic, Literal, TypeVar
 from pollen.adapters.alpaca import AlpacaClient
 from pollen.adapters.alphavantage import AlphaVantageClient
 from pollen.adapters.credentials import Credentials, CredentialSource
-from pollen.adapters.http import RateLimiter
 from pollen.errors import AuthError
 from pollen.observability import MetricsRecorder, register_secrets
-from pollen.ports import AssetSource, FundamentalsSource, StatementFunction
-from pollen.settings import Settings
+from pollen.ports import StatementFunction
 
 log = logging.getLogger(__name__)
 
@@ -122,40 +120,3 @@ class RotatingFundamentalsSource:
 
     def close(self) -> None:
         self.inner.close()
-
-
-def build_sources(
-    settings: Settings, metrics: MetricsRecorder, *, credentials: CredentialSource | None = None
-) -> tuple[AssetSource, FundamentalsSource]:
-    """The Alpaca and Alpha Vantage clients; credentials from Secrets Manager when POLLEN_SECRET_ID is set.
-
-    Missing credentials are not an error here: a client says so (ConfigError) when it is first used, so a
-    command that needs only one of the two APIs runs with only its keys set.
-    """
-    source = credentials or CredentialSource(settings)
-    limiter = RateLimiter(settings.alphavantage_per_minute, settings.alphavantage_per_day)  # survives rebuilds
-
-    def alpaca(held: Credentials) -> AlpacaClient:
-        return AlpacaClient(
-            held.alpaca_key_id,
-            held.alpaca_secret_key,
-            base_url=settings.alpaca_base_url,
-            data_url=settings.alpaca_data_url,
-            feed=settings.alpaca_data_feed,
-            metrics=metrics,
-        )
-
-    def alphavantage(held: Credentials) -> AlphaVantageClient:
-        return AlphaVantageClient(
-            held.alphavantage_api_key, base_url=settings.alphavantage_base_url, limiter=limiter, metrics=metrics
-        )
-
-    if not source.rotates:
-        held = source.current()
-        register_secrets(held.values())
-        return alpaca(held), alphavantage(held)
-    rotating_alpaca = RotatingClient(source, alpaca, metrics)
-    rotating_alphavantage = RotatingClient(source, alphavantage, metrics)
-    rotating_alpaca.client()  # read the secret now: a missing or unreadable secret fails the build, as before
-    rotating_alphavantage.client()
-    return RotatingAssetSource(rotating_alpaca), RotatingFundamentalsSource(rotating_alphavantage)

@@ -8,19 +8,18 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.errors import translate
+from pollen.aws import translate
 
 #: SendMessageBatch takes at most ten entries.
 BATCH = 10
 
 
 class SqsQueue:
-    def __init__(
-        self, queue_url: str, *, client: Any = None, region: str = "us-east-1", endpoint_url: str | None = None
-    ):
+    """A :class:`pollen.ports.QueueSender` over an SQS client (built by :mod:`pollen.wiring`)."""
+
+    def __init__(self, queue_url: str, *, client: Any) -> None:
         self.queue_url = queue_url
-        self.client = client or make_client("sqs", region=region, endpoint_url=endpoint_url, max_attempts=3)
+        self.client = client
 
     def send(self, messages: Sequence[dict[str, Any]]) -> list[str]:
         """Send every message; returns one error line per message SQS did not accept."""
@@ -34,7 +33,7 @@ class SqsQueue:
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
-                error = translate(exc, action="SendMessageBatch")
+                error = translate(exc, service="sqs", action="SendMessageBatch")
                 if error.exit_code == 2:
                     raise error from exc
                 errors += [f"{m.get('symbol', '?')}: not enqueued: {error}" for m in batch]

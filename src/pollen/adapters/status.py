@@ -3,6 +3,7 @@ the dead-letter queue's depth) and the local stream poller's position and lag.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.admin import describe
-from pollen.adapters.dynamodb.errors import error_code, translate
-from pollen.jobs.status import DeadLetterCount, StreamPosition
-from pollen.streams.checkpoints import CHECKPOINT_FILE, FileCheckpoints
-from pollen.streams.records import ZERO_SEQUENCE, later_sequence
+from pollen.aws import error_code, translate
+from pollen.ports import ZERO_SEQUENCE, DeadLetterCount, StreamCheckpoints, StreamPosition, later_sequence
 from pollen.tables import TableDef
 
 #: Stream records counted after a checkpoint before the count is reported as "at least".
@@ -56,7 +55,7 @@ def queue_dead_letters(client: Any, queue_url: str) -> DeadLetterCount:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
     except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, action="GetQueueAttributes") from exc
+        raise translate(exc, service="sqs", action="GetQueueAttributes") from exc
     waiting = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
         attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
     )
@@ -65,36 +64,36 @@ def queue_dead_letters(client: Any, queue_url: str) -> DeadLetterCount:
 
 class StreamLag:
     """Where the local poller (``pollen stream sync``) stands per streamed table: its checkpoint, the records after
-    it and the age of the oldest of them. None when no local poller has run here (no checkpoints file)."""
+    it and the age of the oldest of them. None when no local poller has run here (``checkpoints`` returns None)."""
 
     def __init__(
         self,
         client: Any,
-        home: Path,
+        checkpoints: Callable[[], StreamCheckpoints | None],
         tables: list[tuple[TableDef, str]],
         *,
         now: Any = None,
         cap: int = PENDING_CAP,
     ) -> None:
         self.client = client
-        self.home = home
+        self.checkpoints = checkpoints
         self.tables = tables
         self.now = now or (lambda: datetime.now().astimezone())
         self.cap = cap
 
     def __call__(self) -> list[StreamPosition] | None:
-        if not (self.home / CHECKPOINT_FILE).exists():
+        checkpoints = self.checkpoints()
+        if checkpoints is None:
             return None
-        checkpoints = FileCheckpoints.in_home(self.home)
         return [self._position(checkpoints, table, physical) for table, physical in self.tables]
 
     def _call(self, name: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, name)(**kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, action=name) from exc
+            raise translate(exc, service="dynamodbstreams", action=name) from exc
 
-    def _position(self, checkpoints: FileCheckpoints, table: TableDef, physical: str) -> StreamPosition:
+    def _position(self, checkpoints: StreamCheckpoints, table: TableDef, physical: str) -> StreamPosition:
         position = StreamPosition(table=table.name)
         arn = self._latest_stream(physical)
         if arn is None:
@@ -123,7 +122,7 @@ class StreamLag:
             return None
         return str(max(streams, key=lambda s: str(s.get("StreamLabel", "")))["StreamArn"])
 
-    def _iterator_after_checkpoint(self, checkpoints: FileCheckpoints, arn: str, shard_id: str) -> str | None:
+    def _iterator_after_checkpoint(self, checkpoints: StreamCheckpoints, arn: str, shard_id: str) -> str | None:
         """An iterator at the first record the poller has not applied; None for a finished or trimmed shard."""
         checkpoint = checkpoints.get(arn, shard_id)
         if checkpoint is not None and checkpoint.finished:
@@ -135,7 +134,7 @@ class StreamLag:
             iterator: str | None = self.client.get_shard_iterator(**kwargs)["ShardIterator"]
         except ClientError as exc:
             if error_code(exc) != "TrimmedDataAccessException":
-                raise translate(exc, action="get_shard_iterator") from exc
+                raise translate(exc, service="dynamodbstreams", action="get_shard_iterator") from exc
             return None
         return iterator
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from pollen import wiring
 from pollen.cli import runtime as rt
-from pollen.cli import wiring
 from pollen.jobs.check import CheckReport, ConsistencyCheck
 from pollen.report import JobReport
 
@@ -20,7 +20,9 @@ def check(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        job = ConsistencyCheck(wiring.store(runtime), metrics=runtime.metrics, force_lease=force)
+        job = ConsistencyCheck(
+            wiring.build_store(runtime.settings, runtime.metrics), metrics=runtime.metrics, force_lease=force
+        )
         report = job.run(repair=repair)
         rt.finish(runtime, report, render=_render)
 

@@ -11,10 +11,11 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pollen import wiring
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, read_header
 from pollen.adapters.dynamodb.lease import JobLease
-from pollen.adapters.dynamodb.store import DynamoStore, build_store
+from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
 from pollen.errors import ConfigError, NotFound
@@ -79,46 +80,63 @@ def read_load_file(path: Path, report: JobReport) -> LoadFile:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     loaded = LoadFile()
-
-    def bad(number: int, why: str) -> None:
-        report.invalid += 1
-        report.add_error(f"{path.name} line {number}: {why}")
-
     with handle:
         seen_content = False
         for number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad(number, f"not UTF-8 (byte {exc.start + 1} of the line)")
-                continue
-            if not line.strip():
-                continue
-            try:
-                value = loads_plain(line)
-            except (ValueError, CodecError) as exc:
-                bad(number, f"not valid JSON ({str(exc)[:80]})")
-                continue
-            except RecursionError:
-                bad(number, "nested too deeply")
-                continue
-            first, seen_content = not seen_content, True
-            try:
-                header = read_header(value)
-            except CodecError as exc:
-                bad(number, exc.message)
-                continue
-            if header is not None:
-                if first:
-                    loaded.operation, loaded.table = header
-                else:
-                    bad(number, "a dead-letter header is only valid on the first line")
-                continue
-            if not isinstance(value, dict):
-                bad(number, "not a JSON object")
-                continue
-            loaded.items.append(value)
+                value = _decode_line(raw)
+                if value is _BLANK:
+                    continue
+                first, seen_content = not seen_content, True
+                _take(loaded, value, first=first)
+            except _BadLine as exc:
+                report.invalid += 1
+                report.add_error(f"{path.name} line {number}: {exc.reason}")
     return loaded
+
+
+class _BadLine(Exception):
+    """A line `pollen load` cannot take, and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+#: What :func:`_decode_line` returns for a blank line (skipped, not invalid).
+_BLANK = object()
+
+
+def _decode_line(raw: bytes) -> Any:
+    """A line's JSON value (numbers exact), or :data:`_BLANK`; raises _BadLine when it is neither."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _BadLine(f"not UTF-8 (byte {exc.start + 1} of the line)") from None
+    if not line.strip():
+        return _BLANK
+    try:
+        return loads_plain(line)
+    except (ValueError, CodecError) as exc:
+        raise _BadLine(f"not valid JSON ({str(exc)[:80]})") from None
+    except RecursionError:
+        raise _BadLine("nested too deeply") from None
+
+
+def _take(loaded: LoadFile, value: Any, *, first: bool) -> None:
+    """Keep an item, or take a dead-letter header (only as the file's first line)."""
+    try:
+        header = read_header(value)
+    except CodecError as exc:
+        raise _BadLine(exc.message) from None
+    if header is not None:
+        if not first:
+            raise _BadLine("a dead-letter header is only valid on the first line")
+        loaded.operation, loaded.table = header
+        return
+    if not isinstance(value, dict):
+        raise _BadLine("not a JSON object")
+    loaded.items.append(value)
 
 
 def load(
@@ -139,7 +157,7 @@ def load(
         items = loaded.items
         if loaded.table is not None and loaded.table != table:
             log.warning("dead letters of another table", extra={"file_table": loaded.table, "table": table})
-        store = build_store(runtime.settings, runtime.metrics)
+        store = wiring.build_store(runtime.settings, runtime.metrics)
         deadline = Deadline.after(deadline_s)
         with store:
             store.require_table(table)  # no lease taken, nothing dead-lettered for a table that is not there
@@ -200,7 +218,7 @@ def export(
     def action() -> None:
         watch = Stopwatch()
         report = ExportReport(job="export", table=table, file=str(file))
-        store = build_store(runtime.settings, runtime.metrics)
+        store = wiring.build_store(runtime.settings, runtime.metrics)
         try:
             handle = file.open("w", encoding="utf-8")
         except OSError as exc:

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetterReader
-from pollen.adapters.dynamodb.store import build_store
-from pollen.adapters.search.factory import build_search_index
+from pollen import wiring
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
-from pollen.errors import ConfigError
 from pollen.jobs.replay import replay_dead_letters
 from pollen.report import Stopwatch
-from pollen.streams.sync import JsonlDeadLetters as StreamDeadLetters
-from pollen.streams.sync import StreamSync
 
 app = typer.Typer(help="Dead letters the Lambda functions left on the SQS dead-letter queue.", no_args_is_help=True)
 
@@ -36,18 +31,14 @@ def replay(
     def action() -> None:
         watch = Stopwatch()
         settings = runtime.settings
-        url = queue_url or settings.dead_letter_queue_url
-        if not url:
-            raise ConfigError("no dead-letter queue: pass --queue-url or set POLLEN_DEAD_LETTER_QUEUE_URL")
-        queue = SqsDeadLetterReader(url, region=settings.region)
-        local = JsonlDeadLetters(settings.home / "dead-letters")
-        index = build_search_index(settings, runtime.metrics)
-        sync = StreamSync(index, metrics=runtime.metrics, dead_letters=StreamDeadLetters.in_home(settings.home))
+        queue = wiring.build_dead_letter_reader(settings, queue_url)
+        sync = wiring.build_stream_sync(settings, runtime.metrics)
+        store, local = wiring.build_replay_store(settings, runtime.metrics)
         try:
-            with build_store(settings, runtime.metrics, dead_letters=local) as store:
+            with store:
                 report = replay_dead_letters(queue, store, sync=sync, limit=limit, deadline=Deadline.after(deadline_s))
         finally:
-            index.close()
+            sync.index.close()
         for path in local.files():
             report.add_error(f"failed again, kept in {path}")
         report.duration_s = watch.elapsed_s

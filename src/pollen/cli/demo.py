@@ -15,9 +15,8 @@ from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
+from pollen.cli.display import plain
 from pollen.cli.status import write_page
-from pollen.cli.stream import build_poller, build_stream_sync
-from pollen.cli.wiring import plain
 from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.local.simulator.market import START_DATE
 from pollen.local.stack import EmbeddedStack
@@ -109,9 +108,9 @@ def stream_step(settings: Settings, metrics: MetricsRecorder) -> Callable[[], Jo
 
     def run() -> JobReport:
         watch = Stopwatch()
-        sync = build_stream_sync(settings, metrics)
+        sync = wiring.build_stream_sync(settings, metrics)
         try:
-            report = build_poller(settings, sync).run_once()
+            report = wiring.build_poller(settings, sync).run_once()
         finally:
             sync.index.close()
         report.duration_s = watch.elapsed_s

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from pollen import wiring
+from pollen.cli import display
 from pollen.cli import runtime as rt
-from pollen.cli import wiring
 from pollen.domain.values import is_valid_symbol
 from pollen.jobs.pollenate import TABLE_ORDER, AssetResult, PollenateAsset, PollenateReport
 from pollen.jobs.scheduler import PollenateNextReport, pollenate_next
@@ -30,9 +31,9 @@ def pollenate(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        store = wiring.store(runtime)
-        _, fundamentals = wiring.sources(runtime)
-        with wiring.progress(runtime, "pollenating") as update:
+        store = wiring.build_store(runtime.settings, runtime.metrics)
+        _, fundamentals = wiring.build_sources(runtime.settings, runtime.metrics)
+        with display.progress(runtime, "pollenating") as update:
             done: list[AssetResult] = []
 
             def on_result(result: AssetResult) -> None:

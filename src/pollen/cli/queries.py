@@ -9,8 +9,9 @@ import typer
 from pydantic import Field
 from rich.table import Table
 
+from pollen import wiring
+from pollen.cli import display
 from pollen.cli import runtime as rt
-from pollen.cli import wiring
 from pollen.jobs.sync_earnings import earnings_between
 from pollen.report import JobReport, Stopwatch
 from pollen.tables import ASSETS
@@ -48,10 +49,10 @@ def assets(
 
     def action() -> None:
         watch = Stopwatch()
-        items = wiring.store(runtime).query(
+        items = wiring.build_store(runtime.settings, runtime.metrics).query(
             ASSETS.name, partition=("status", status), index="status-index", descending=True, limit=limit
         )
-        rows = [wiring.plain(i) for i in items]
+        rows = [display.plain(i) for i in items]
         report = AssetsListing(status=status, count=len(rows), assets=rows, duration_s=watch.elapsed_s)
         rt.finish(runtime, report, render=_render_assets)
 
@@ -103,10 +104,10 @@ def earnings(
     def action() -> None:
         watch = Stopwatch()
         found = sorted(
-            earnings_between(wiring.store(runtime), first, last),
+            earnings_between(wiring.build_store(runtime.settings, runtime.metrics), first, last),
             key=lambda i: (str(i.get("earnings_date")), str(i.get("asset_symbol"))),
         )
-        rows = [wiring.plain(i) for i in found]
+        rows = [display.plain(i) for i in found]
         report = EarningsListing(
             start=first.isoformat(), end=last.isoformat(), count=len(rows), earnings=rows, duration_s=watch.elapsed_s
         )

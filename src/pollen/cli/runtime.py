@@ -170,14 +170,13 @@ def render_report(runtime: Runtime, report: JobReport) -> None:
 def record_run(runtime: Runtime, report: JobReport) -> None:
     """A job command leaves a run record in ``pollenControl`` (pollen.jobs.runs); never fails the command."""
     from pollen import wiring
-    from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
     from pollen.jobs.runs import RECORDED_JOBS
 
     if report.job not in RECORDED_JOBS:
         return
     try:
         # A record that cannot be written is logged, not dead-lettered: it is no data to replay.
-        store = wiring.build_store(runtime.settings, runtime.metrics, dead_letters=MemoryDeadLetters())
+        store = wiring.build_run_record_store(runtime.settings, runtime.metrics)
         try:
             wiring.build_run_log(runtime.settings, runtime.metrics, store).record(
                 report,

@@ -10,53 +10,23 @@ import typer
 from rich.table import Table
 
 from pollen import wiring
-from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.search.factory import build_search_index
 from pollen.cli import runtime as rt
 from pollen.errors import ConfigError
-from pollen.observability import MetricsRecorder
 from pollen.report import Stopwatch
-from pollen.settings import Settings
 from pollen.streams.backfill import run_backfill
-from pollen.streams.checkpoints import FileCheckpoints
-from pollen.streams.poller import StreamPoller, StreamSource
-from pollen.streams.sync import JsonlDeadLetters, StreamSync
-from pollen.streams.wire import records_client
+from pollen.streams.poller import StreamPoller
+from pollen.streams.sync import StreamSync
 from pollen.tables import STREAMED_TABLES
 
 app = typer.Typer(help="DynamoDB Streams into the search index.", no_args_is_help=True)
 
 
 def _poller(runtime: rt.Runtime, sync: StreamSync) -> StreamPoller:
-    return build_poller(runtime.settings, sync)
-
-
-def build_poller(settings: Settings, sync: StreamSync) -> StreamPoller:
-    """The local stream poller over the streamed tables, with checkpoints under POLLEN_HOME."""
-    client = make_client(
-        "dynamodbstreams", region=settings.region, endpoint_url=settings.streams_endpoint, max_attempts=3
-    )
-    endpoint = str(settings.streams_endpoint) if settings.streams_endpoint else None
-    client = records_client(client, endpoint_url=endpoint, region=settings.region)
-    sources = [StreamSource(t, settings.table_name(t.name)) for t in STREAMED_TABLES]
-    return StreamPoller(
-        client,
-        sync,
-        FileCheckpoints.in_home(settings.home),
-        sources,
-        batch_size=settings.stream_batch_size,
-        window_s=settings.stream_window_s,
-    )
+    return wiring.build_poller(runtime.settings, sync)
 
 
 def _sync(runtime: rt.Runtime) -> StreamSync:
-    return build_stream_sync(runtime.settings, runtime.metrics)
-
-
-def build_stream_sync(settings: Settings, metrics: MetricsRecorder) -> StreamSync:
-    """Stream changes into the search index these settings name (OpenSearch, or the embedded index)."""
-    index = build_search_index(settings, metrics)
-    return StreamSync(index, metrics=metrics, dead_letters=JsonlDeadLetters.in_home(settings.home))
+    return wiring.build_stream_sync(runtime.settings, runtime.metrics)
 
 
 @app.command("sync")
@@ -130,7 +100,7 @@ def search(
     def action() -> None:
         if table is not None and table not in {t.name for t in STREAMED_TABLES}:
             raise ConfigError(f"--table must be one of {', '.join(t.name for t in STREAMED_TABLES)}")
-        index = build_search_index(runtime.settings, runtime.metrics)
+        index = wiring.build_search_index(runtime.settings, runtime.metrics)
         hits = index.search(query, table=table, limit=limit)
         index.close()
         if runtime.json_output:

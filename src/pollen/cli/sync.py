@@ -6,8 +6,9 @@ import contextlib
 
 import typer
 
+from pollen import wiring
+from pollen.cli import display
 from pollen.cli import runtime as rt
-from pollen.cli import wiring
 from pollen.jobs.sync_assets import SyncAssets
 from pollen.jobs.sync_earnings import HORIZONS, SyncEarningsCalendar
 
@@ -20,9 +21,9 @@ def sync_assets(ctx: typer.Context, force: bool = rt.FORCE_OPTION, json_output: 
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        store = wiring.store(runtime)
-        assets, _ = wiring.sources(runtime)
-        with wiring.progress(runtime, "writing assets") as update:
+        store = wiring.build_store(runtime.settings, runtime.metrics)
+        assets, _ = wiring.build_sources(runtime.settings, runtime.metrics)
+        with display.progress(runtime, "writing assets") as update:
             job = SyncAssets(store, assets, metrics=runtime.metrics, progress=update, force_lease=force)
             report = job.run()
         rt.finish(runtime, report)
@@ -43,8 +44,8 @@ def sync_earnings(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        store = wiring.store(runtime)
-        _, fundamentals = wiring.sources(runtime)
+        store = wiring.build_store(runtime.settings, runtime.metrics)
+        _, fundamentals = wiring.build_sources(runtime.settings, runtime.metrics)
         with runtime.err.status("syncing the earnings calendar") if runtime.interactive else contextlib.nullcontext():
             job = SyncEarningsCalendar(store, fundamentals, metrics=runtime.metrics, force_lease=force)
             report = job.run(horizon)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.adapters.dynamodb.client import make_client
+from pollen import wiring
 from pollen.cli import runtime as rt
 
 app = typer.Typer(help="Table administration.", no_args_is_help=True)
@@ -18,8 +17,7 @@ def create(ctx: typer.Context, json_output: bool = rt.JSON_OPTION) -> None:
     settings = runtime.settings
 
     def action() -> None:
-        client = make_client("dynamodb", region=settings.region, endpoint_url=settings.dynamodb_endpoint)
-        report = ensure_tables(client, settings.table_prefix)
+        report = wiring.build_table_creator(settings)()
         if not runtime.json_output and not report.created and report.ok:
             runtime.err.print("All tables already exist; nothing to do.")
         rt.finish(runtime, report)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from pollen import wiring
-from pollen.adapters.sqs import SqsQueue
 from pollen.errors import ConfigError, PollenError
 from pollen.handlers.common import Dependencies, HandlerState, LambdaContext, result
 from pollen.jobs.common import utc_now
@@ -25,9 +24,7 @@ MAX_COUNT = 1000
 
 
 def build_dependencies(settings: Settings, metrics: MetricsRecorder) -> Dependencies:
-    if settings.pollenate_queue_url is None:
-        raise ConfigError("POLLEN_POLLENATE_QUEUE_URL is not set")
-    queue = SqsQueue(settings.pollenate_queue_url, region=settings.region)
+    queue = wiring.build_queue(settings)
     store = wiring.build_store(settings, metrics, durable_dead_letters=True)
     status = wiring.build_status(settings, metrics, store=store)
     return Dependencies(store=store, queue=queue, status=lambda: status.collect())

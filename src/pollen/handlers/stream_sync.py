@@ -22,11 +22,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from pollen.adapters.dynamodb.deadletters import STREAM_RECORD, SqsDeadLetters
-from pollen.adapters.search.factory import build_search_index
-from pollen.errors import ConfigError
+from pollen import wiring
 from pollen.observability import MetricsRecorder, StdoutSink, configure_logging, new_correlation_id
-from pollen.ports import DeadLetterSink
 from pollen.settings import Settings, load_settings
 from pollen.streams.records import table_from_arn
 from pollen.streams.sync import StreamSync
@@ -87,13 +84,6 @@ def earliest_failure_only(response: dict[str, Any]) -> dict[str, Any]:
 _cached: tuple[Settings, StreamSync, MetricsRecorder, Logger] | None = None
 
 
-def build_dead_letters(settings: Settings) -> DeadLetterSink:
-    """Stream records that cannot be indexed go to the dead-letter queue, never to a file under /tmp."""
-    if not settings.dead_letter_queue_url:
-        raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: stream sync in Lambda needs a dead-letter queue")
-    return SqsDeadLetters(settings.dead_letter_queue_url, region=settings.region, kind=STREAM_RECORD)
-
-
 def _build() -> tuple[Settings, StreamSync, MetricsRecorder, Logger]:
     """Built once per container (warm starts reuse the index connection and the logging setup)."""
     global _cached
@@ -103,8 +93,7 @@ def _build() -> tuple[Settings, StreamSync, MetricsRecorder, Logger]:
             level=settings.log_level or "INFO", secrets=settings.secret_values(), function="stream_sync"
         )
         metrics = MetricsRecorder(StdoutSink())
-        index = build_search_index(settings, metrics, embedded_allowed=False)
-        sync = StreamSync(index, metrics=metrics, dead_letters=build_dead_letters(settings))
+        sync = wiring.build_lambda_stream_sync(settings, metrics)
         _cached = (settings, sync, metrics, logger)
     return _cached
 

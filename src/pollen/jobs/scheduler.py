@@ -18,10 +18,10 @@ Inactive assets are never due. The Alpha Vantage quota is respected by the run: 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -32,7 +32,7 @@ from pollen.jobs.common import Clock, utc_now
 from pollen.jobs.pollenate import AssetResult, PollenateAsset, PollenateReport
 from pollen.jobs.sync_earnings import earnings_between
 from pollen.observability import MetricsRecorder
-from pollen.ports import FundamentalsSource, Item, ItemStore
+from pollen.ports import FundamentalsSource, Item, ItemStore, QueueSender
 from pollen.report import JobReport, Stopwatch
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
@@ -191,14 +191,6 @@ def pollenate_next(
     report = PollenateNextReport(**run.model_dump(), schedule=schedule)
     report.duration_s = watch.elapsed_s
     return report
-
-
-class QueueSender(Protocol):
-    """Where pollenation requests go (the SQS queue in production)."""
-
-    def send(self, messages: Sequence[dict[str, Any]]) -> list[str]:
-        """Send JSON messages; returns an error line per message that was not accepted (empty when all were)."""
-        ...
 
 
 class ScheduleReport(JobReport):

@@ -20,7 +20,7 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -29,7 +29,7 @@ from pollen.domain.values import parse_timestamp, timestamp
 from pollen.jobs.common import Clock, utc_now
 from pollen.jobs.runs import FUNDAMENTAL_TABLES, RECORDED_JOBS, STATUS_JOB, RunLog, RunRecord
 from pollen.jobs.scheduler import EARNINGS_LOOKBACK_DAYS
-from pollen.ports import ItemStore
+from pollen.ports import DeadLetterCount, ItemStore, StreamPosition, TableStatistics
 from pollen.report import JobReport, Stopwatch
 from pollen.tables import ASSETS, CONTRACT_TABLES, EARNINGS_CALENDAR, NEVER_POLLENATED
 
@@ -52,29 +52,6 @@ STREAM_LAG_ATTENTION_S = 300.0
 BACKLOG_ATTENTION = timedelta(days=7)
 
 Health = Literal["ok", "attention", "failing"]
-
-
-class TableStatistics(Protocol):
-    """DynamoDB's own figures about a table (DescribeTable)."""
-
-    def item_count(self, table: str) -> int | None: ...
-
-
-class StreamPosition(BaseModel):
-    table: str
-    #: Latest sequence number the local poller has applied (None: nothing yet).
-    checkpoint: str | None = None
-    #: Records in the stream after the checkpoint (at most ``capped_at``).
-    pending: int = 0
-    capped: bool = False
-    #: Age of the oldest record not applied yet, seconds (0 when nothing is pending).
-    lag_s: float = 0.0
-
-
-class DeadLetterCount(BaseModel):
-    waiting: int = 0
-    where: str = ""
-    approximate: bool = False
 
 
 class TableFreshness(BaseModel):

@@ -10,24 +10,18 @@ never overwritten. So a backfill running at the same time as `pollen stream sync
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 from pollen.errors import InvalidRecord, PollenError
+from pollen.ports import Change, TableScanner
 from pollen.report import JobReport, Stopwatch
-from pollen.streams.records import Change, backfill_change
+from pollen.streams.records import backfill_change
 from pollen.streams.sync import StreamSync
 from pollen.tables import STREAMED_TABLES, TableDef
 
 log = logging.getLogger(__name__)
 
 BACKFILL_CHUNK = 500
-
-
-class TableScanner(Protocol):
-    """The one thing backfill needs from the store (``ItemStore.scan`` satisfies it)."""
-
-    def scan(self, table: str, *, segments: int = 1) -> Iterator[dict[str, Any]]: ...
 
 
 class BackfillReport(JobReport):

@@ -35,6 +35,11 @@ class FileCheckpoints:
     def in_home(cls, home: Path) -> FileCheckpoints:
         return cls(home / CHECKPOINT_FILE)
 
+    @classmethod
+    def if_present(cls, home: Path) -> FileCheckpoints | None:
+        """The checkpoints under ``home``, or None when no local poller has run there."""
+        return cls.in_home(home) if (home / CHECKPOINT_FILE).exists() else None
+
     def _load(self) -> dict[str, dict[str, dict[str, Any]]]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))

@@ -19,12 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.aws import error_code, translate
+from pollen.ports import ZERO_SEQUENCE, later_sequence
 from pollen.report import JobReport
 from pollen.streams.checkpoints import FileCheckpoints, ShardCheckpoint
-from pollen.streams.records import ZERO_SEQUENCE, later_sequence
 from pollen.streams.sync import BatchOutcome, StreamSync
 from pollen.tables import TableDef
 
@@ -132,8 +132,8 @@ class StreamPoller:
     def _call(self, name: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, name)(**kwargs)
-        except ClientError as exc:
-            raise translate(exc, action=name) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, service="dynamodbstreams", action=name) from exc
 
     def stream_arn(self, source: StreamSource) -> str | None:
         if source.physical_name not in self._arns:
@@ -165,7 +165,7 @@ class StreamPoller:
             return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
         except ClientError as exc:
             if error_code(exc) != "TrimmedDataAccessException":
-                raise translate(exc, action="get_shard_iterator") from exc
+                raise translate(exc, service="dynamodbstreams", action="get_shard_iterator") from exc
             message = f"shard {shard_id}: records after the checkpoint were trimmed; run `pollen backfill`"
             log.warning(message, extra={"stream_arn": stream_arn})
             if report is not None:
@@ -180,7 +180,7 @@ class StreamPoller:
         except ClientError as exc:
             if error_code(exc) in ("ExpiredIteratorException", "TrimmedDataAccessException"):
                 return None
-            raise translate(exc, action="get_records") from exc
+            raise translate(exc, service="dynamodbstreams", action="get_records") from exc
 
     # -- polling ----------------------------------------------------------------------------------------------
 

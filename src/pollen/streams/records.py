@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
@@ -23,18 +23,16 @@ from urllib.parse import quote
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from pollen.errors import InvalidRecord
+from pollen.ports import Change as Change  # importable here, as before
 from pollen.tables import STREAMED_TABLES, TableDef
 
 log = logging.getLogger(__name__)
+
 
 #: Attributes whose change alone is not worth mirroring (a MODIFY touching only these is skipped).
 BOOKKEEPING_ATTRIBUTES: frozenset[str] = frozenset({"lastSyncDate"})
 #: Sequence numbers are 21 to 40 digits; the padded width leaves room.
 SEQUENCE_WIDTH = 48
-#: Version of nothing: any record or backfill beats it.
-ZERO_SEQUENCE = "0"
-
-Operation = Literal["upsert", "delete"]
 _deserializer = TypeDeserializer()
 
 
@@ -50,10 +48,6 @@ def version_key(sequence_number: str, *, backfill: bool = False) -> str:
 def sequence_of(version: str) -> str:
     """The sequence number a version key was made from."""
     return version[:SEQUENCE_WIDTH].lstrip("0") or "0"
-
-
-def later_sequence(a: str, b: str) -> str:
-    return a if int(a) >= int(b) else b
 
 
 def to_json_value(value: Any) -> Any:
@@ -128,22 +122,6 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 _MISSING = object()
-
-
-@dataclass(frozen=True)
-class Change:
-    """One document change for the index."""
-
-    table: str
-    doc_id: str
-    operation: Operation
-    version: str
-    document: dict[str, Any] | None
-    sequence_number: str
-    #: The full stream record (for dead letters); None for backfill.
-    record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-    #: Approximate creation time of the record, epoch seconds (lag).
-    created_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pollen.adapters.search.base import ApplyResult, SearchIndex
 from pollen.errors import InvalidRecord, PollenError
 from pollen.observability import MetricsRecorder
-from pollen.ports import DeadLetterSink
-from pollen.streams.records import BOOKKEEPING_ATTRIBUTES, Change, Skipped, decode_record, streamed_table
+from pollen.ports import ApplyResult, Change, DeadLetterSink, SearchIndex
+from pollen.streams.records import BOOKKEEPING_ATTRIBUTES, Skipped, decode_record, streamed_table
 from pollen.tables import TableDef
 
 log = logging.getLogger(__name__)

@@ -1,70 +1,17 @@
-"""Building boto3 clients for DynamoDB and DynamoDB Streams, and botocore's own resolution of where (and how) a
-DynamoDB client connects, which the lean transport (:mod:`.wire`) follows."""
+"""botocore's own resolution of where (and how) a DynamoDB client connects, which the lean transport (:mod:`.wire`)
+follows. Clients are built by :func:`pollen.aws.make_client` (re-exported here)."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
-from botocore.config import Config
 
-#: Credentials for loopback endpoints (the embedded stack, moto) when the environment has none; never sent anywhere
-#: else.
-LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The shared AWS helpers, under the names the DynamoDB adapter has always used.
+from pollen.aws import LOCAL_CREDENTIALS, is_loopback, make_client
 
-
-def is_loopback(url: str) -> bool:
-    """Whether an endpoint URL points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _config(
-    region: str, max_attempts: int, max_pool_connections: int, connect_timeout_s: float, read_timeout_s: float
-) -> Config:
-    return Config(
-        region_name=region,
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
-        max_pool_connections=max_pool_connections,
-        connect_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
-        tcp_keepalive=True,
-    )
-
-
-def make_client(
-    service: str = "dynamodb",
-    *,
-    region: str = "us-east-1",
-    endpoint_url: str | None = None,
-    max_attempts: int = 1,
-    max_pool_connections: int = 10,
-    connect_timeout_s: float = 5.0,
-    read_timeout_s: float = 30.0,
-    session: Any = None,
-) -> Any:
-    """A low-level client. Retries default to one attempt: pollen's own retry engine decides, by error kind.
-
-    Without ``endpoint_url`` botocore resolves the endpoint as always (``AWS_ENDPOINT_URL*``, the config file, FIPS,
-    dual-stack, partitions). Without credentials the client signs with :data:`LOCAL_CREDENTIALS` only when that
-    endpoint is on loopback; elsewhere the first call fails with ``NoCredentialsError``."""
-    config = _config(region, max_attempts, max_pool_connections, connect_timeout_s, read_timeout_s)
-    session = session or boto3.session.Session()
-    kwargs: dict[str, Any] = {"config": config, "region_name": region}
-    if endpoint_url:
-        kwargs["endpoint_url"] = endpoint_url
-    client = session.client(service, **kwargs)
-    if session.get_credentials() is None and is_loopback(client.meta.endpoint_url):
-        client = session.client(service, **kwargs, **LOCAL_CREDENTIALS)
-    return client
+__all__ = ["LOCAL_CREDENTIALS", "Endpoint", "is_loopback", "make_client", "resolve_endpoint"]
 
 
 @dataclass(frozen=True)

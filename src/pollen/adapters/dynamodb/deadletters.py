@@ -28,9 +28,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
-from pollen.adapters.dynamodb.errors import translate
+from pollen.aws import translate
 from pollen.errors import ConfigError, DeadLettersLost
-from pollen.ports import DeadLetterOperation
+from pollen.ports import ITEM, DeadLetterOperation, QueuedDeadLetter
+from pollen.ports import STREAM_RECORD as STREAM_RECORD  # importable here, as before
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,6 @@ class MemoryDeadLetters:
 #: What a dead letter holds (message attribute ``kind``): a plain item of a table (replayed into the table, or a
 #: key deleted from it when the attribute ``operation`` is ``delete``) or a whole DynamoDB stream record (replayed
 #: into the search index).
-ITEM = "item"
-STREAM_RECORD = "stream-record"
 #: Our ceiling for one SQS message, body and attributes together (SQS counts both), and for one SendMessageBatch.
 SQS_MESSAGE_LIMIT = 256 * 1024
 #: Body encoding (attribute ``encoding``) of a dead letter too big for a message as plain JSON.
@@ -325,7 +324,7 @@ class SqsDeadLetters:
         try:
             response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=request)
         except (ClientError, BotoCoreError) as exc:
-            error = translate(exc, action="SendMessageBatch")
+            error = translate(exc, service="sqs", action="SendMessageBatch")
             log.error("dead letters not sent to SQS", extra={"table": table, "count": len(batch), "error": str(error)})
             for entry in batch:
                 reasons[id(entry)] = str(error)
@@ -341,18 +340,6 @@ class SqsDeadLetters:
         if failed:
             log.error("SQS refused dead letters", extra={"table": table, "count": len(failed)})
         return failed, permanent and bool(failed)
-
-
-@dataclass
-class QueuedDeadLetter:
-    """One dead letter received from the queue."""
-
-    table: str
-    kind: str
-    reason: str
-    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
-    receipt: str
-    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
 
 
 class SqsDeadLetterReader:
@@ -372,7 +359,7 @@ class SqsDeadLetterReader:
         try:
             return getattr(self.client, action)(QueueUrl=self.queue_url, **request)
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, action=action) from exc
+            raise translate(exc, service="sqs", action=action) from exc
 
     def waiting(self) -> int:
         """About how many messages the queue holds now (SQS's approximate count)."""

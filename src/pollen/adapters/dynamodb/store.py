@@ -67,7 +67,7 @@ from pollen.adapters.dynamodb.batching import (
     resolve_duplicates,
     take_batch,
 )
-from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
+from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.errors import MissingResource, error_code, translate
 from pollen.adapters.dynamodb.lease import LEASE_TTL_S, JobLease
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
@@ -84,7 +84,6 @@ from pollen.errors import (
 from pollen.observability import MetricsRecorder
 from pollen.ports import DeadLetterOperation, Item, Key, WriteDeadLetterSink
 from pollen.report import JobReport
-from pollen.settings import Settings
 from pollen.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -1499,52 +1498,3 @@ def _sort_value(value: Any) -> tuple[int, Any]:
     if isinstance(value, bytes):
         return (2, value)
     return (1, "" if value is None else str(value))
-
-
-def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) -> DynamoStore:
-    """The store for these settings: per-worker clients, ``write_concurrency`` workers, the ``wcu_limit``
-    ceiling, dead letters under ``settings.home / "dead-letters"`` (or to the SQS queue of
-    POLLEN_DEAD_LETTER_QUEUE_URL, the local files then catching what SQS refuses). ``options`` go to
-    :class:`DynamoStore`; ``durable_dead_letters=True`` (Lambda, where /tmp does not survive) requires the queue and
-    has no local fallback: dead letters SQS does not take fail the call.
-
-    ``transport``: ``"auto"`` (default) uses the lean wire client wherever it connects exactly as boto3 would
-    (botocore's endpoint, region and CA bundle) and boto3 clients where boto3 would use a proxy or a client
-    certificate; ``"wire"`` or ``"boto3"`` force one."""
-    from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
-    from pollen.adapters.dynamodb.wire import wire_client_factory
-
-    transport = options.pop("transport", "auto")
-    if transport not in ("auto", "wire", "boto3"):
-        raise ConfigError(f"unknown DynamoDB transport {transport!r}: use auto, wire or boto3")
-    durable = bool(options.pop("durable_dead_letters", False))
-    if "client" not in options and "client_factory" not in options:
-        if transport != "boto3":
-            endpoint = resolve_endpoint(region=settings.region, endpoint_url=settings.dynamodb_endpoint)
-            if transport == "auto" and endpoint.unsupported:
-                log.info("using the boto3 transport", extra={"reason": endpoint.unsupported})
-                transport = "boto3"
-        if transport == "boto3":
-            options["client_factory"] = lambda: make_client(
-                "dynamodb",
-                region=settings.region,
-                endpoint_url=settings.dynamodb_endpoint,
-                max_pool_connections=max(10, settings.write_concurrency * 2),
-            )
-        else:
-            options["client_factory"] = wire_client_factory(endpoint=endpoint)
-    if durable and "dead_letters" not in options and not settings.dead_letter_queue_url:
-        raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: in Lambda, dead letters need the queue")
-    local = None if durable else JsonlDeadLetters(settings.home / "dead-letters")
-    if settings.dead_letter_queue_url and "dead_letters" not in options:
-        options["dead_letters"] = SqsDeadLetters(settings.dead_letter_queue_url, region=settings.region, fallback=local)
-    options.setdefault("dead_letters", local)
-    options.setdefault("concurrency", settings.write_concurrency)
-    options.setdefault("wcu_limit", settings.wcu_limit)
-    return DynamoStore(
-        table_prefix=settings.table_prefix,
-        metrics=metrics,
-        region=settings.region,
-        endpoint_url=settings.dynamodb_endpoint,
-        **options,
-    )

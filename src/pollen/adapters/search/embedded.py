@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pollen.adapters.search.base import TOMBSTONE_RETENTION_S, ApplyResult, SearchHit
-from pollen.streams.records import Change
+from pollen.ports import TOMBSTONE_RETENTION_S, ApplyResult, Change, SearchHit
 from pollen.tables import TABLES
 
 INDEX_FILE = "search-index.sqlite"

@@ -32,10 +32,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pollen.adapters.search.base import TOMBSTONE_RETENTION_S, ApplyResult, SearchHit
 from pollen.errors import ConfigError
 from pollen.observability import MetricsRecorder
-from pollen.streams.records import Change
+from pollen.ports import TOMBSTONE_RETENTION_S, ApplyResult, Change, SearchHit
 from pollen.tables import STREAMED_TABLES
 
 log = logging.getLogger(__name__)

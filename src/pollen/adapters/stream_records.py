@@ -15,8 +15,8 @@ import base64
 import binascii
 from typing import Any
 
-from pollen.adapters.dynamodb.client import is_loopback
 from pollen.adapters.dynamodb.wire import WireClient
+from pollen.aws import is_loopback
 
 STREAMS_TARGET_PREFIX = "DynamoDBStreams_20120810."
 _IMAGES = ("Keys", "NewImage", "OldImage")

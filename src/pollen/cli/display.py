@@ -1,4 +1,4 @@
-"""What the job commands share: adapters from settings (through pollen.wiring), JSON-friendly items, progress."""
+"""What the job commands share for display: JSON-friendly items and a progress bar (adapters come from pollen.wiring)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pollen import wiring
 from pollen.cli.runtime import Runtime
-from pollen.ports import AssetSource, FundamentalsSource, ItemStore
-
-
-def store(runtime: Runtime) -> ItemStore:
-    return wiring.build_store(runtime.settings, runtime.metrics)
-
-
-def sources(runtime: Runtime) -> tuple[AssetSource, FundamentalsSource]:
-    return wiring.build_sources(runtime.settings, runtime.metrics)
 
 
 def plain(value: Any) -> Any:
