@@ -1,9 +1,8 @@
 """Plain Python/JSON values <-> DynamoDB attribute values, item size by DynamoDB's rules, key checks, content hash.
 
-Numbers: ``int``, ``Decimal``, ``float`` and (through :func:`to_decimal`) numeric strings become exact decimals; a
-float is taken by its shortest repr (``0.1`` is ``Decimal("0.1")``, not the binary expansion). DynamoDB's limits are
-enforced here: at most 38 significant digits, magnitude between 1E-130 and 9.99...E+125, no NaN or Infinity. Empty
-sets are dropped from maps (DynamoDB has no empty set). Binary values are ``bytes`` on the way in and out; on the wire
+Numbers: ``int``, ``Decimal`` and ``float`` become exact decimals; a float is taken by its shortest repr (``0.1`` is
+``Decimal("0.1")``, not the binary expansion). DynamoDB's limits are enforced here: at most 38 significant digits,
+magnitude between 1E-130 and 9.99...E+125, no NaN or Infinity. Empty sets are dropped from maps (DynamoDB has no empty set). Binary values are ``bytes`` on the way in and out; on the wire
 they are base64 (the boto3 client or :mod:`pollen.adapters.dynamodb.wire` encodes them).
 
 Sizes follow DynamoDB's documented rules (Developer Guide, "Item sizes and formats"): attribute name bytes plus
@@ -18,7 +17,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal
 from typing import Any
 
 from pollen.errors import InvalidRecord
@@ -42,42 +41,6 @@ _INT_LIMIT = 10**38
 
 class CodecError(InvalidRecord):
     """A value DynamoDB cannot store (or that pollen refuses to store silently wrong)."""
-
-
-def to_decimal(value: Any) -> Decimal:
-    """An exact Decimal for an int, Decimal, float (by its shortest repr) or numeric string; raises CodecError."""
-    if isinstance(value, bool):
-        raise CodecError(f"{value!r} is a boolean, not a number")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise CodecError(f"{value!r} is not a finite number")
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise CodecError(f"{value[:40]!r} is not a number") from None
-    else:
-        raise CodecError(f"{type(value).__name__} is not a number")
-    check_number(number)
-    return number
-
-
-def check_number(number: Decimal) -> None:
-    if not number.is_finite():
-        raise CodecError(f"{number} is not a finite number")
-    if not number:
-        return
-    normal = number.normalize(_EXACT)
-    digits = len(normal.as_tuple().digits)
-    if digits > MAX_DIGITS:
-        raise CodecError(f"{number} has {digits} significant digits (DynamoDB keeps at most {MAX_DIGITS})")
-    if not MIN_EXPONENT <= normal.adjusted() <= MAX_EXPONENT:
-        raise CodecError(f"{number} is outside DynamoDB's number range (1E-130 to 9.99E+125)")
 
 
 def number_text(value: Any) -> str:
@@ -248,11 +211,6 @@ def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
             value_bytes = value_size(av)
         size += value_bytes + (len(name) if name.isascii() else len(name.encode("utf-8")))
     return encoded, size
-
-
-def utf8_size(text: str) -> int:
-    """Bytes of ``text`` in UTF-8 (without encoding it when it is ASCII)."""
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _as_bytes(value: Any) -> bytes:
