@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Context, Decimal
 from typing import Any
 
@@ -136,28 +136,34 @@ def encode_value(value: Any, depth: int = 1) -> Any:
         return {"N": _number(value)[0]}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"B": bytes(value)}
-    if isinstance(value, Mapping | list | tuple) and depth > MAX_NESTING:
-        raise CodecError(f"maps and lists nested deeper than DynamoDB's {MAX_NESTING} levels")
-    if isinstance(value, Mapping):
-        encoded: dict[str, Any] = {}
-        for key, inner in value.items():
-            if not isinstance(key, str):
-                raise CodecError(f"map key {key!r} is not a string")
-            av = encode_value(inner, depth + 1)
-            if av is not _DROP:
-                encoded[key] = av
-        return {"M": encoded}
-    if isinstance(value, list | tuple):
-        elements = []
-        for inner in value:
-            av = encode_value(inner, depth + 1)
-            if av is _DROP:
-                raise CodecError("an empty set inside a list cannot be stored")
-            elements.append(av)
-        return {"L": elements}
+    if isinstance(value, Mapping | list | tuple):
+        if depth > MAX_NESTING:
+            raise CodecError(f"maps and lists nested deeper than DynamoDB's {MAX_NESTING} levels")
+        return _encode_map(value, depth) if isinstance(value, Mapping) else _encode_list(value, depth)
     if isinstance(value, set | frozenset):
         return _encode_set(value)
     raise CodecError(f"values of type {type(value).__name__} cannot be stored")
+
+
+def _encode_map(value: Mapping[Any, Any], depth: int) -> Any:
+    encoded: dict[str, Any] = {}
+    for key, inner in value.items():
+        if not isinstance(key, str):
+            raise CodecError(f"map key {key!r} is not a string")
+        av = encode_value(inner, depth + 1)
+        if av is not _DROP:
+            encoded[key] = av
+    return {"M": encoded}
+
+
+def _encode_list(value: list[Any] | tuple[Any, ...], depth: int) -> Any:
+    elements = []
+    for inner in value:
+        av = encode_value(inner, depth + 1)
+        if av is _DROP:
+            raise CodecError("an empty set inside a list cannot be stored")
+        elements.append(av)
+    return {"L": elements}
 
 
 def _encode_set(value: set[Any] | frozenset[Any]) -> Any:
@@ -224,23 +230,23 @@ def decode_value(av: Mapping[str, Any]) -> Any:
         return value
     if kind == "N":
         return Decimal(value)
-    if kind == "BOOL":
-        return bool(value)
-    if kind == "NULL":
-        return None
-    if kind == "M":
-        return {k: decode_value(v) for k, v in value.items()}
-    if kind == "L":
-        return [decode_value(v) for v in value]
-    if kind == "SS":
-        return set(value)
-    if kind == "NS":
-        return {Decimal(v) for v in value}
-    if kind == "B":
-        return _as_bytes(value)
-    if kind == "BS":
-        return {_as_bytes(v) for v in value}
-    raise CodecError(f"unknown attribute type {kind!r}")
+    decode = _DECODERS.get(kind)
+    if decode is None:
+        raise CodecError(f"unknown attribute type {kind!r}")
+    return decode(value)
+
+
+#: Decoders of the attribute types other than S and N (checked first: they are most of the values).
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "BOOL": bool,
+    "NULL": lambda _: None,
+    "M": lambda value: {k: decode_value(v) for k, v in value.items()},
+    "L": lambda value: [decode_value(v) for v in value],
+    "SS": set,
+    "NS": lambda value: {Decimal(v) for v in value},
+    "B": _as_bytes,
+    "BS": lambda value: {_as_bytes(v) for v in value},
+}
 
 
 def decode_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
