@@ -230,18 +230,22 @@ def decode_value(av: Mapping[str, Any]) -> Any:
         return value
     if kind == "N":
         return Decimal(value)
-    decode = _DECODERS.get(kind)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: decode_value(v) for k, v in value.items()}
+    if kind == "L":
+        return [decode_value(v) for v in value]
+    decode = _SET_AND_BINARY_DECODERS.get(kind)
     if decode is None:
         raise CodecError(f"unknown attribute type {kind!r}")
     return decode(value)
 
 
-#: Decoders of the attribute types other than S and N (checked first: they are most of the values).
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "BOOL": bool,
-    "NULL": lambda _: None,
-    "M": lambda value: {k: decode_value(v) for k, v in value.items()},
-    "L": lambda value: [decode_value(v) for v in value],
+#: Decoders of the rarer attribute types (the common ones are checked first, in line).
+_SET_AND_BINARY_DECODERS: dict[str, Callable[[Any], Any]] = {
     "SS": set,
     "NS": lambda value: {Decimal(v) for v in value},
     "B": _as_bytes,
