@@ -25,8 +25,9 @@ import pytest
 
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+from pollen.adapters.dynamodb.reports import WriteReport
 from pollen.adapters.dynamodb.retry import RetryPolicy
-from pollen.adapters.dynamodb.store import DynamoStore, WriteReport
+from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.cli.data import read_load_file
 from pollen.local.faultproxy import FaultProxy, Faults

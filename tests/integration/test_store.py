@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
-from pollen.adapters.dynamodb.store import DynamoStore, WriteReport
+from pollen.adapters.dynamodb.reports import WriteReport
+from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import WireClient
 from pollen.errors import LeaseHeld, NotFound, PollenError
 from pollen.local.faultproxy import FaultProxy
@@ -133,7 +134,7 @@ def test_query_through_the_index_and_fallback_when_missing(
     metrics = MetricsRecorder()
     with make_store(proxy.endpoint, table_prefix, tmp_path, metrics=metrics) as bare:
         bare.upsert("bare-assets", assets)
-        bare._tables["bare-assets"] = bare.table_info("bare-assets").__class__(
+        bare.catalog.known["bare-assets"] = bare.table_info("bare-assets").__class__(
             "bare-assets",
             f"{table_prefix}bare-assets",
             (("symbol", "S"),),

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.store import SCAN_COMPARE_MIN_ITEMS, WORK_UNIT, DynamoStore
+from pollen.adapters.dynamodb.store import DynamoStore
+from pollen.adapters.dynamodb.upsert import WORK_UNIT
+from pollen.adapters.dynamodb.versions import SCAN_COMPARE_MIN_ITEMS
 from pollen.adapters.dynamodb.wire import WireClient
 from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb import store as store_module
+from pollen.adapters.dynamodb import reader as reader_module
 from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
 from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.store import DynamoStore
@@ -250,7 +250,7 @@ def test_a_transient_index_error_is_retried_without_a_fallback(proxy: FaultProxy
 def test_an_index_failing_between_pages_does_not_repeat_or_lose_items(
     proxy: FaultProxy, tables: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "QUERY_PAGE_ITEMS", 50)
+    monkeypatch.setattr(reader_module, "QUERY_PAGE_ITEMS", 50)
     metrics = MetricsRecorder()
     with make_store(proxy.endpoint, tables, tmp_path, metrics=metrics) as store:
         store.upsert("assets", _assets(200, ties=True))  # 150 active: three pages of 50

@@ -1,7 +1,7 @@
 """A discrete-event simulation of the store's write workers against a DynamoDB-like service, on a simulated clock,
 to test the adaptive rate limiter end to end without threads or sockets.
 
-Each worker repeats what ``DynamoStore._send`` does: take 25 units from the limiter (waiting as told), send a batch,
+Each worker repeats what the batch writer (``batch_writer.BatchWriter.send``) does: take 25 units from the limiter (waiting as told), send a batch,
 ``record`` the response, back off with full jitter after a push-back, and put pushed-back items first in the queue.
 The service is a token bucket of ``budget`` WCU/s (``depth_s`` deep, started full; requests in a batch are accepted
 in order while it lasts, a batch of which nothing fits is throttled, as the fault proxy does) plus losses that do not

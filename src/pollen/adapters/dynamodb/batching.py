@@ -86,7 +86,3 @@ def plan_batches(
     while waiting:
         batches.append(take_batch(waiting, key=key, size=size, max_count=max_count, max_bytes=max_bytes))
     return batches
-
-
-def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

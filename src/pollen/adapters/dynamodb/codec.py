@@ -1,9 +1,8 @@
 """Plain Python/JSON values <-> DynamoDB attribute values, item size by DynamoDB's rules, key checks, content hash.
 
-Numbers: ``int``, ``Decimal``, ``float`` and (through :func:`to_decimal`) numeric strings become exact decimals; a
-float is taken by its shortest repr (``0.1`` is ``Decimal("0.1")``, not the binary expansion). DynamoDB's limits are
-enforced here: at most 38 significant digits, magnitude between 1E-130 and 9.99...E+125, no NaN or Infinity. Empty
-sets are dropped from maps (DynamoDB has no empty set). Binary values are ``bytes`` on the way in and out; on the wire
+Numbers: ``int``, ``Decimal`` and ``float`` become exact decimals; a float is taken by its shortest repr (``0.1`` is
+``Decimal("0.1")``, not the binary expansion). DynamoDB's limits are enforced here: at most 38 significant digits,
+magnitude between 1E-130 and 9.99...E+125, no NaN or Infinity. Empty sets are dropped from maps (DynamoDB has no empty set). Binary values are ``bytes`` on the way in and out; on the wire
 they are base64 (the boto3 client or :mod:`pollen.adapters.dynamodb.wire` encodes them).
 
 Sizes follow DynamoDB's documented rules (Developer Guide, "Item sizes and formats"): attribute name bytes plus
@@ -17,8 +16,8 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from decimal import Context, Decimal, InvalidOperation
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Context, Decimal
 from typing import Any
 
 from pollen.errors import InvalidRecord
@@ -42,42 +41,6 @@ _INT_LIMIT = 10**38
 
 class CodecError(InvalidRecord):
     """A value DynamoDB cannot store (or that pollen refuses to store silently wrong)."""
-
-
-def to_decimal(value: Any) -> Decimal:
-    """An exact Decimal for an int, Decimal, float (by its shortest repr) or numeric string; raises CodecError."""
-    if isinstance(value, bool):
-        raise CodecError(f"{value!r} is a boolean, not a number")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise CodecError(f"{value!r} is not a finite number")
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise CodecError(f"{value[:40]!r} is not a number") from None
-    else:
-        raise CodecError(f"{type(value).__name__} is not a number")
-    check_number(number)
-    return number
-
-
-def check_number(number: Decimal) -> None:
-    if not number.is_finite():
-        raise CodecError(f"{number} is not a finite number")
-    if not number:
-        return
-    normal = number.normalize(_EXACT)
-    digits = len(normal.as_tuple().digits)
-    if digits > MAX_DIGITS:
-        raise CodecError(f"{number} has {digits} significant digits (DynamoDB keeps at most {MAX_DIGITS})")
-    if not MIN_EXPONENT <= normal.adjusted() <= MAX_EXPONENT:
-        raise CodecError(f"{number} is outside DynamoDB's number range (1E-130 to 9.99E+125)")
 
 
 def number_text(value: Any) -> str:
@@ -173,28 +136,34 @@ def encode_value(value: Any, depth: int = 1) -> Any:
         return {"N": _number(value)[0]}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"B": bytes(value)}
-    if isinstance(value, Mapping | list | tuple) and depth > MAX_NESTING:
-        raise CodecError(f"maps and lists nested deeper than DynamoDB's {MAX_NESTING} levels")
-    if isinstance(value, Mapping):
-        encoded: dict[str, Any] = {}
-        for key, inner in value.items():
-            if not isinstance(key, str):
-                raise CodecError(f"map key {key!r} is not a string")
-            av = encode_value(inner, depth + 1)
-            if av is not _DROP:
-                encoded[key] = av
-        return {"M": encoded}
-    if isinstance(value, list | tuple):
-        elements = []
-        for inner in value:
-            av = encode_value(inner, depth + 1)
-            if av is _DROP:
-                raise CodecError("an empty set inside a list cannot be stored")
-            elements.append(av)
-        return {"L": elements}
+    if isinstance(value, Mapping | list | tuple):
+        if depth > MAX_NESTING:
+            raise CodecError(f"maps and lists nested deeper than DynamoDB's {MAX_NESTING} levels")
+        return _encode_map(value, depth) if isinstance(value, Mapping) else _encode_list(value, depth)
     if isinstance(value, set | frozenset):
         return _encode_set(value)
     raise CodecError(f"values of type {type(value).__name__} cannot be stored")
+
+
+def _encode_map(value: Mapping[Any, Any], depth: int) -> Any:
+    encoded: dict[str, Any] = {}
+    for key, inner in value.items():
+        if not isinstance(key, str):
+            raise CodecError(f"map key {key!r} is not a string")
+        av = encode_value(inner, depth + 1)
+        if av is not _DROP:
+            encoded[key] = av
+    return {"M": encoded}
+
+
+def _encode_list(value: list[Any] | tuple[Any, ...], depth: int) -> Any:
+    elements = []
+    for inner in value:
+        av = encode_value(inner, depth + 1)
+        if av is _DROP:
+            raise CodecError("an empty set inside a list cannot be stored")
+        elements.append(av)
+    return {"L": elements}
 
 
 def _encode_set(value: set[Any] | frozenset[Any]) -> Any:
@@ -250,11 +219,6 @@ def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
     return encoded, size
 
 
-def utf8_size(text: str) -> int:
-    """Bytes of ``text`` in UTF-8 (without encoding it when it is ASCII)."""
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
 def _as_bytes(value: Any) -> bytes:
     return base64.b64decode(value) if isinstance(value, str) else bytes(value)
 
@@ -274,15 +238,19 @@ def decode_value(av: Mapping[str, Any]) -> Any:
         return {k: decode_value(v) for k, v in value.items()}
     if kind == "L":
         return [decode_value(v) for v in value]
-    if kind == "SS":
-        return set(value)
-    if kind == "NS":
-        return {Decimal(v) for v in value}
-    if kind == "B":
-        return _as_bytes(value)
-    if kind == "BS":
-        return {_as_bytes(v) for v in value}
-    raise CodecError(f"unknown attribute type {kind!r}")
+    decode = _SET_AND_BINARY_DECODERS.get(kind)
+    if decode is None:
+        raise CodecError(f"unknown attribute type {kind!r}")
+    return decode(value)
+
+
+#: Decoders of the rarer attribute types (the common ones are checked first, in line).
+_SET_AND_BINARY_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "SS": set,
+    "NS": lambda value: {Decimal(v) for v in value},
+    "B": _as_bytes,
+    "BS": lambda value: {_as_bytes(v) for v in value},
+}
 
 
 def decode_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
