@@ -182,12 +182,7 @@ def test_batch_get_keeps_the_order_of_the_keys_without_duplicates_or_missing_one
     assert all(CONTENT_HASH not in i for i in found)
 
 
-def test_a_read_by_an_incomplete_key_is_refused_with_a_clear_error(
-    harness: Harness, request: pytest.FixtureRequest
-) -> None:
-    if harness.kind == "dynamo":  # a defect of the store: strict, so that its fix is noticed here
-        reason = "DynamoStore.get/batch_get raise a bare KeyError for a key without its sort attribute"
-        request.node.add_marker(pytest.mark.xfail(raises=KeyError, strict=True, reason=reason))
+def test_a_read_by_an_incomplete_key_is_refused_with_a_clear_error(harness: Harness) -> None:
     store = harness.port
     with pytest.raises(PermanentError, match="fiscalPeriod"):
         store.get("earnings", {"symbol": "A"})

@@ -107,7 +107,7 @@ class Reader:
 
     def get(self, table: str, key: Key) -> Item | None:
         info = self.catalog.info(table)
-        wire = codec.encode_item({name: key[name] for name in info.key_names})
+        wire, _ = codec.encode_key(key, info.key_schema)
         response = self.dispatcher.call(
             "get_item", Deadline.never(), keys=[key], TableName=info.physical, Key=wire, ConsistentRead=True
         )
@@ -119,8 +119,8 @@ class Reader:
         info = self.catalog.info(table)
         order: dict[tuple[str, ...], dict[str, Any]] = {}
         for key in keys:
-            wire = codec.encode_item({name: key[name] for name in info.key_names})
-            order.setdefault(codec.key_signature(wire, info.key_names), wire)
+            wire, signature = codec.encode_key(key, info.key_schema)
+            order.setdefault(signature, wire)
         found: dict[tuple[str, ...], Item] = {}
         wires = list(order.values())
         for start in range(0, len(wires), MAX_BATCH_GET):
