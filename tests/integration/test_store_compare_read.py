@@ -11,9 +11,9 @@ import pytest
 
 from pollen.adapters.dynamodb.store import SCAN_COMPARE_MIN_ITEMS, WORK_UNIT, DynamoStore
 from pollen.adapters.dynamodb.wire import WireClient
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from tests.integration.store_support import make_store, proxy, statement, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
