@@ -17,13 +17,13 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from tests.support.faultproxy import FaultProxy, Faults
 
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.codec import encode_item, item_size
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
-from pollen.local.faultproxy import FaultProxy, Faults
 from pollen.local.stack import MotoServer
 from pollen.tables import EARNINGS
 

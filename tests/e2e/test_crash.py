@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from pollen.adapters.dynamodb.codec import dumps_plain
-from pollen.local.faultproxy import FaultProxy, Faults
 from pollen.local.simulator.server import SimulatorProcess
 from tests.conftest import run_pollen
 from tests.e2e.conftest import World, make_world
+from tests.support.faultproxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.e2e
 

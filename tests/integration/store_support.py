@@ -15,9 +15,9 @@ from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.retry import RetryPolicy
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from pollen.tables import ASSETS, CONTROL, EARNINGS, EARNINGS_CALENDAR
+from tests.support.faultproxy import FaultProxy
 
 #: Fast retries for tests: the scenarios still need many rounds, the waits need not be long.
 FAST_RETRY = RetryPolicy(base_s=0.005, cap_s=0.2, max_stalls=12)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from pollen.adapters.dynamodb.codec import dumps_plain
-from pollen.local.faultproxy import FaultProxy
 from tests.conftest import run_pollen
 from tests.integration.store_support import make_store, proxy, statement, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ from pollen.adapters.dynamodb.holder import Holder, boot_id, process_start
 from pollen.adapters.dynamodb.lease import LEASE_TTL_S, MAX_LEASE_TTL_S, JobLease
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.errors import LeaseHeld
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from pollen.report import JobReport, note_lease
 from tests.integration.store_support import make_store, proxy, store, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,12 @@ from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.domain.values import timestamp
 from pollen.jobs.pollenate import PollenateAsset
 from pollen.jobs.sync_assets import SyncAssets
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from pollen.tables import ALL_TABLES
 from tests import payloads
 from tests.fakes import FakeAssetSource, FakeFundamentals
 from tests.integration.store_support import make_store
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 

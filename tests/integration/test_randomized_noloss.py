@@ -30,10 +30,10 @@ from pollen.adapters.dynamodb.retry import RetryPolicy
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.cli.data import read_load_file
-from pollen.local.faultproxy import FaultProxy, Faults
 from pollen.observability import MetricsRecorder
 from pollen.report import JobReport
 from pollen.tables import EARNINGS
+from tests.support.faultproxy import FaultProxy, Faults
 
 RUNS = int(os.environ.get("POLLEN_RANDOM_RUNS", "100"))
 FIRST_SEED = int(os.environ.get("POLLEN_RANDOM_SEED", "0"))

@@ -15,11 +15,11 @@ from pollen.adapters.dynamodb.reports import WriteReport
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import WireClient
 from pollen.errors import LeaseHeld, NotFound, PollenError
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from pollen.ports import ItemStore, WriteOutcome
 from pollen.report import JobReport
 from tests.integration.store_support import make_store, proxy, statement, store, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 

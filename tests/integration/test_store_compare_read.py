@@ -13,9 +13,9 @@ from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.upsert import WORK_UNIT
 from pollen.adapters.dynamodb.versions import SCAN_COMPARE_MIN_ITEMS
 from pollen.adapters.dynamodb.wire import WireClient
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from tests.integration.store_support import make_store, proxy, statement, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
 from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.deadline import Deadline
-from pollen.local.faultproxy import FaultProxy, Faults
 from pollen.observability import MetricsRecorder
 from tests.integration.store_support import key_of, make_store, proxy, statement, store, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.integration
 

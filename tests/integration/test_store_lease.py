@@ -12,9 +12,9 @@ import pytest
 
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.errors import LeaseHeld, PermanentError, ThrottledError, TransientError
-from pollen.local.faultproxy import FaultProxy, Faults
 from pollen.observability import MetricsRecorder
 from tests.integration.store_support import make_store, proxy, store, tables  # noqa: F401
+from tests.support.faultproxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,12 @@ from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, read_dead_let
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.jobs.sync_assets import SyncAssets
-from pollen.local.faultproxy import FaultProxy
 from pollen.observability import MetricsRecorder
 from tests.conftest import run_pollen
 from tests.fakes import FakeAssetSource
 from tests.integration.store_support import FAST_RETRY, key_of, make_store, proxy, statement, tables  # noqa: F401
 from tests.payloads import alpaca_asset
+from tests.support.faultproxy import FaultProxy
 
 
 class CrashingClients:

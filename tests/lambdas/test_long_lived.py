@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pollen.local.faultproxy import FaultProxy, Faults
 from pollen.local.simulator.server import SimulatorProcess
 from tests.lambdas import harness
 from tests.lambdas.harness import LambdaContainer, StackResources
+from tests.support.faultproxy import FaultProxy, Faults
 
 pytestmark = [pytest.mark.aws_lambda, pytest.mark.timeout(1200)]
 

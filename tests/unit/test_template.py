@@ -268,7 +268,7 @@ def test_tombstones_are_purged_on_a_schedule(template: dict[str, Any]) -> None:
     events = template["Resources"]["StreamSyncFunction"]["Properties"]["Events"]
     (purge,) = [e for e in events.values() if e["Type"] == "Schedule"]
     assert json.loads(purge["Properties"]["Input"]) == {"action": PURGE_ACTION}
-    assert purge["Properties"]["Schedule"] == "rate(6 hours)"  # README, "Stream sync", gives this cadence
+    assert purge["Properties"]["Schedule"] == "rate(6 hours)"  # docs/streams.md gives this cadence
 
 
 def _references(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, tuple[str, ...]]]:

@@ -8,7 +8,7 @@ import datetime as dt
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -18,12 +18,14 @@ from pollen.cli import runtime as rt
 from pollen.cli.display import plain
 from pollen.cli.status import write_page
 from pollen.jobs.pipeline import PipelineReport, run_pipeline
-from pollen.local.simulator.market import START_DATE
-from pollen.local.stack import EmbeddedStack
+from pollen.local import require_local_extra
 from pollen.observability import MetricsRecorder
 from pollen.ports import ItemStore
 from pollen.report import JobReport, Stopwatch
 from pollen.settings import Settings
+
+if TYPE_CHECKING:
+    from pollen.local.stack import EmbeddedStack
 
 #: How many of the most due assets the demo pollenates.
 DEMO_POLLENATE = 20
@@ -48,6 +50,9 @@ def demo(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
+        require_local_extra("pollen demo")
+        from pollen.local.stack import EmbeddedStack  # the optional extra pollen[local]
+
         with tempfile.TemporaryDirectory(prefix="pollen-demo-") as scratch:
             home = runtime.settings.home if keep else Path(scratch)
             stack_options: dict[str, Any] = {"simulator": True, "simulator_options": {"asset_count": asset_count}}
@@ -122,6 +127,8 @@ def stream_step(settings: Settings, metrics: MetricsRecorder) -> Callable[[], Jo
 def simulated_clock(stack: EmbeddedStack) -> Callable[[], dt.datetime]:
     """The simulator's market lives on its own calendar (day 0 is a fixed date, so runs are reproducible): the demo
     runs at that date, at the current time of day."""
+    from pollen.local.simulator.market import START_DATE
+
     assert stack.simulator is not None
     today = START_DATE + dt.timedelta(days=stack.simulator.config().day)
 

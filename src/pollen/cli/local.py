@@ -12,7 +12,7 @@ import typer
 
 from pollen.cli import runtime as rt
 from pollen.errors import PollenError
-from pollen.local.stack import EmbeddedStack
+from pollen.local import require_local_extra
 
 
 def local(
@@ -35,6 +35,9 @@ def local(
         stop.set()
 
     def action() -> None:
+        require_local_extra("pollen local")
+        from pollen.local.stack import EmbeddedStack  # the optional extra pollen[local]
+
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with EmbeddedStack(
