@@ -69,7 +69,7 @@ from pollen.adapters.dynamodb.batching import (
 )
 from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
 from pollen.adapters.dynamodb.errors import MissingResource, error_code, translate
-from pollen.adapters.dynamodb.lease import LEASE_TTL_S, JobLease
+from pollen.adapters.dynamodb.lease import LEASE_TTL_S, HeartbeatWait, JobLease, wait_on_event
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
 from pollen.deadline import Deadline
 from pollen.errors import (
@@ -1391,10 +1391,11 @@ class DynamoStore:
         heartbeat: bool = True,
         force: bool = False,
         clock: Callable[[], float] = time.time,
+        wait: HeartbeatWait = wait_on_event,
     ) -> JobLease:
         """Hold the job's lease for the ``with`` block, renewed in the background while the block runs (see
         :mod:`.lease`); raises LeaseHeld when another live run holds it (``force``: take it over anyway)."""
-        return JobLease(self, job, ttl_s, heartbeat=heartbeat, force=force, clock=clock)
+        return JobLease(self, job, ttl_s, heartbeat=heartbeat, force=force, clock=clock, wait=wait)
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
