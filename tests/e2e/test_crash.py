@@ -3,9 +3,10 @@ and the simulator, are killed with SIGKILL at several moments, and are run again
 for the dead run's lease (it takes it over and says so) and must leave the table exactly as a run without a crash
 would: every item, the right content, one item per key.
 
-The moments are defined by progress, not time: a fault proxy between the child and moto counts the writes, and the
-child is killed once its lease is taken, part-way through its writes, and after its writes (during the sync's
-consistency check). A small latency on BatchWriteItem keeps the writes from finishing before the kill lands.
+The moments are defined by progress, not time: a proxy between the child and moto counts the writes and, once the
+moment is reached (the lease taken, part of the writes done, every write done and the sync's consistency check to
+come), holds every further request of the child, which therefore cannot get past the moment before the kill lands
+(however slowly the machine runs). The held requests are dropped: a killed process's requests never arrive.
 CI time: twelve CLI starts (six kills, six re-runs) and one in-process reference sync of 400 assets: about 50 s of
 CPU; measured 5.5 min of wall time on a two-core machine at a load average of 16-25 (other suites running).
 """
@@ -17,7 +18,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -30,15 +31,37 @@ from pollen.adapters.dynamodb.codec import dumps_plain
 from pollen.local.simulator.server import SimulatorProcess
 from tests.conftest import run_pollen
 from tests.e2e.conftest import World, make_world
-from tests.support.faultproxy import FaultProxy, Faults
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
 
 #: A small market: enough writes for a kill to land among them.
 CRASH_MARKET = 400
 LOAD_ITEMS = 1_500
-#: Slows the writes (not the reads) so that each moment is reached while the child still runs.
-SLOW_WRITES = Faults(latency_s=0.01, operations=frozenset({"BatchWriteItem"}))
+#: How long a child may take to reach a moment before the test gives up on it (only a hung child comes near it).
+MOMENT_LIMIT_S = 300.0
+
+
+class HoldAtMoment(FaultProxy):
+    """Forwards requests until ``moment`` holds, then holds every request that arrives until ``release``; a held
+    request is then dropped (its connection reset). In-flight requests are answered as usual."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.moment: Callable[[], bool] = lambda: False
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def handle(self, operation: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if not self._released.is_set() and (self.reached.is_set() or self.moment()):
+            self.reached.set()
+            self._released.wait()
+            return None
+        return super().handle(operation, body, headers)
+
+    def release(self) -> None:
+        """Drop the held requests; from now on every request is forwarded."""
+        self._released.set()
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +72,13 @@ def crash_simulator() -> Iterator[SimulatorProcess]:
 
 
 @pytest.fixture
-def slow_proxy(endpoint: str) -> Iterator[FaultProxy]:
-    with FaultProxy(endpoint, SLOW_WRITES) as proxy:
-        yield proxy
+def holding_proxy(endpoint: str) -> Iterator[HoldAtMoment]:
+    proxy = HoldAtMoment(endpoint)
+    with proxy:
+        try:
+            yield proxy
+        finally:
+            proxy.release()
 
 
 def _world(endpoint: str, simulator: SimulatorProcess, home: Path) -> World:
@@ -66,8 +93,10 @@ def _env(world: World, proxy: FaultProxy) -> dict[str, str]:
     return env
 
 
-def _kill_when(args: list[str], env: dict[str, str], reached: Callable[[], bool]) -> bool:
-    """Start ``pollen *args``, SIGKILL it as soon as ``reached()``; True when it was still running then."""
+def _kill_at(args: list[str], env: dict[str, str], proxy: HoldAtMoment, moment: Callable[[], bool]) -> bool:
+    """Start ``pollen *args``, SIGKILL it once it reaches ``moment`` (the proxy holds it there); True when it was
+    still running then."""
+    proxy.moment = moment
     child = subprocess.Popen(
         [sys.executable, "-m", "pollen", *args],
         env=env,
@@ -75,16 +104,18 @@ def _kill_when(args: list[str], env: dict[str, str], reached: Callable[[], bool]
         stderr=subprocess.DEVNULL,
     )
     try:
-        stop = time.monotonic() + 120
-        while not reached() and child.poll() is None and time.monotonic() < stop:
-            time.sleep(0.005)
+        for _ in range(int(MOMENT_LIMIT_S)):  # a child that fails early ends the wait
+            if proxy.reached.wait(1.0) or child.poll() is not None:
+                break
+        reached = proxy.reached.is_set()
         running = child.poll() is None
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-        return running
+        return reached and running
     finally:
         if child.poll() is None:
             child.kill()
+        proxy.release()
 
 
 def _lease(world: World, job: str) -> dict[str, Any] | None:
@@ -134,16 +165,16 @@ LOAD_MOMENTS: dict[str, Callable[[FaultProxy], bool]] = {
 
 @pytest.mark.parametrize("moment", list(LOAD_MOMENTS))
 def test_a_load_killed_at_any_moment_is_completed_exactly_by_an_immediate_rerun(
-    endpoint: str, crash_simulator: SimulatorProcess, slow_proxy: FaultProxy, tmp_path: Path, moment: str
+    endpoint: str, crash_simulator: SimulatorProcess, holding_proxy: HoldAtMoment, tmp_path: Path, moment: str
 ) -> None:
     world = _world(endpoint, crash_simulator, tmp_path / "home")
     items = _statements()
     source = tmp_path / "statements.jsonl"
     source.write_text("".join(dumps_plain(item) + "\n" for item in items), encoding="utf-8")
-    env = _env(world, slow_proxy)
+    env = _env(world, holding_proxy)
     args = ["load", "earnings", str(source)]
 
-    assert _kill_when(args, env, lambda: LOAD_MOMENTS[moment](slow_proxy)), "finished before the kill"
+    assert _kill_at(args, env, holding_proxy, lambda: LOAD_MOMENTS[moment](holding_proxy)), "not held at the moment"
     lease_before = _lease(world, "load:earnings")
     report = _rerun(args, env)
     _check_takeover(report, lease_before)
@@ -188,17 +219,18 @@ SYNC_MOMENTS: dict[str, Callable[[FaultProxy, int], bool]] = {
 def test_a_sync_killed_at_any_moment_is_completed_exactly_by_an_immediate_rerun(
     endpoint: str,
     crash_simulator: SimulatorProcess,
-    slow_proxy: FaultProxy,
+    holding_proxy: HoldAtMoment,
     reference_assets: dict[str, dict[str, Any]],
     tmp_path: Path,
     moment: str,
 ) -> None:
     world = _world(endpoint, crash_simulator, tmp_path / "home")
-    env = _env(world, slow_proxy)
+    env = _env(world, holding_proxy)
     args = ["sync", "assets"]
 
     total = len(reference_assets)
-    assert _kill_when(args, env, lambda: SYNC_MOMENTS[moment](slow_proxy, total)), "finished before the kill"
+    moment_reached = lambda: SYNC_MOMENTS[moment](holding_proxy, total)  # noqa: E731
+    assert _kill_at(args, env, holding_proxy, moment_reached), "not held at the moment"
     lease_before = _lease(world, "sync-assets")
     report = _rerun(args, env)
     _check_takeover(report, lease_before)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from pollen.errors import LeaseHeld, NotFound, PollenError
 from pollen.observability import MetricsRecorder
 from pollen.ports import ItemStore, WriteOutcome
 from pollen.report import JobReport
+from tests.clocks import ManualClock
 from tests.integration.store_support import make_store, proxy, statement, store, tables  # noqa: F401
 from tests.support.faultproxy import FaultProxy
 
@@ -189,14 +189,16 @@ def test_lease_excludes_a_second_run_and_expires(
             pass
         with other.lease("sync-assets", ttl_s=30):  # released on exit: free again
             pass
-        crashed = store.lease("sync-assets", ttl_s=1)
+        clock = ManualClock()
+        crashed = store.lease("sync-assets", ttl_s=30, heartbeat=False, clock=clock)
         crashed.acquire()  # never released, as if the run crashed
         assert crashed.held
+        clock.advance(29)
         with pytest.raises(LeaseHeld):
-            other.lease("sync-assets", ttl_s=30).__enter__()
-        time.sleep(1.2)
-        with other.lease("sync-assets", ttl_s=30) as taken:  # expired: taken over
-            assert taken.held
+            other.lease("sync-assets", ttl_s=30, clock=clock).__enter__()
+        clock.advance(2)
+        with other.lease("sync-assets", ttl_s=30, clock=clock) as taken:  # expired: taken over
+            assert taken.held and taken.taken_over is None
         assert store.get("pollenControl", {"pk": "lease#sync-assets", "sk": "lease"}) is None
 
 

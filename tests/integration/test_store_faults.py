@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -99,24 +98,23 @@ def test_reloading_the_same_items_issues_no_write(store: DynamoStore, proxy: Fau
     assert proxy.requests["BatchGetItem"] == 0 and proxy.requests["Scan"] >= 1
 
 
-def test_deadline_behind_a_slow_proxy_stops_in_time_and_reports_exactly_what_is_left(
+#: The deadline of the test below, on a clock that counts the items the proxy has written.
+DEADLINE_AT_ITEMS = 500
+
+
+def test_at_the_deadline_no_new_write_starts_and_the_report_says_exactly_what_is_left(
     proxy: FaultProxy, tables: str, tmp_path: Path
 ) -> None:
-    items = [statement(i) for i in range(10_000)]
-    proxy.faults = Faults(latency_s=0.15)
+    items = [statement(i) for i in range(3_000)]
+    written_items = lambda: float(proxy.written_items)  # noqa: E731  (the deadline's clock: progress, not time)
     with make_store(proxy.endpoint, tables, tmp_path) as store:
-        started = time.monotonic()
-        report = store.upsert("earnings", items, deadline=Deadline.after(2.0))
-        elapsed = time.monotonic() - started
-        proxy.faults = Faults()
+        report = store.upsert("earnings", items, deadline=Deadline.after(DEADLINE_AT_ITEMS, clock=written_items))
         stored = {key_of(item) for item in _stored(store)}
-    # In-flight requests (0.15 s each) finish and ~9,000 failures are dead-lettered after the deadline; the whole
-    # load would take about 19 s at this latency, so this bound shows the run stopped (with slack for a busy machine:
-    # writing the dead-letter file took up to 1.7 s on one).
-    assert elapsed < 2.0 + 3.0, elapsed
+        concurrency = store.concurrency
+    # Once the deadline passed no batch started: only those already in flight (one per worker) were written.
+    assert DEADLINE_AT_ITEMS <= report.written < DEADLINE_AT_ITEMS + concurrency * 25, report.written
     assert report.deadline_reached and not report.ok
-    assert 0 < report.written < 10_000
-    assert report.written + report.failed == 10_000
+    assert report.written + report.failed == 3_000
     failed = {(f.key["symbol"], f.key["fiscalPeriod"]) for f in report.failures}
     assert len(failed) == report.failed == len(report.failures)
     assert all("deadline" in f.reason for f in report.failures)

@@ -17,6 +17,9 @@ TTL). The item names its holder precisely (:class:`.holder.Holder`: host, boot, 
   failed renewal is tried again sooner (``LeaseRenewFailure``). If the lease turns out to belong to another run, or
   is gone at release, ``lost`` says so (``LeaseLost``, an error in the job's report). A release that keeps failing
   is reported (``release_error``, ``LeaseReleaseFailure``): the lease then expires within its TTL.
+
+Time is injected: ``clock`` (wall time, epoch seconds) is what the lease item records and what the retries of a
+renewal or release are measured on, ``wait`` is how the heartbeat pauses between renewals (tests drive both).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pollen.adapters.dynamodb import codec
 from pollen.adapters.dynamodb.errors import error_code, translate
 from pollen.adapters.dynamodb.holder import Holder
-from pollen.deadline import Deadline
+from pollen.deadline import Clock, Deadline
 from pollen.errors import LeaseHeld, PermanentError, PollenError, ThrottledError
 from pollen.tables import CONTROL
 
@@ -68,6 +71,15 @@ M_RETRIES = "DynamoRetries"
 M_THROTTLES = "DynamoThrottles"
 
 
+#: The heartbeat's pause: wait up to the given seconds unless the event is set first; True when it was set.
+HeartbeatWait = Callable[[threading.Event, float], bool]
+
+
+def wait_on_event(stop: threading.Event, seconds: float) -> bool:
+    """The heartbeat's pause on the wall clock."""
+    return stop.wait(seconds)
+
+
 def _iso(epoch_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
@@ -83,7 +95,8 @@ class JobLease:
         *,
         heartbeat: bool = True,
         force: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
+        wait: HeartbeatWait = wait_on_event,
         holder: Holder | None = None,
     ) -> None:
         self.store = store
@@ -91,6 +104,7 @@ class JobLease:
         self.ttl_s = min(ttl_s, MAX_LEASE_TTL_S)
         self.force = force
         self.clock = clock
+        self.wait = wait
         self.holder = holder or Holder.current()
         self.owner = f"{self.holder.host}:{self.holder.pid}:{uuid.uuid4().hex[:12]}"
         self.key = {"pk": f"lease#{job}", "sk": "lease"}
@@ -272,7 +286,7 @@ class JobLease:
         renewed, _attempts = self._conditional(
             "update_item",
             f"renew lease {self.job}",
-            Deadline.after(self.ttl_s * HEARTBEAT_SHARE),
+            Deadline.after(self.ttl_s * HEARTBEAT_SHARE, clock=self.clock),
             Key=codec.encode_item(self.key),
             UpdateExpression="SET expiresAt = :e, expiresAtIso = :iso",
             ConditionExpression="#o = :me",
@@ -294,7 +308,7 @@ class JobLease:
     def _beat(self) -> None:
         interval = max(0.05, self.ttl_s * HEARTBEAT_SHARE)
         wait = interval
-        while not self._stop.wait(wait):
+        while not self.wait(self._stop, wait):
             try:
                 self.renew()
             except PollenError as exc:
@@ -338,7 +352,7 @@ class JobLease:
             deleted, _attempts = self._conditional(
                 "delete_item",
                 f"release lease {self.job}",
-                Deadline.after(RELEASE_RETRY_S),
+                Deadline.after(RELEASE_RETRY_S, clock=self.clock),
                 Key=codec.encode_item(self.key),
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},

@@ -47,7 +47,7 @@ from pollen.adapters.dynamodb.batch_writer import BatchWriter
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.dynamodb.deletes import Deleter
 from pollen.adapters.dynamodb.dispatch import Dispatcher
-from pollen.adapters.dynamodb.lease import LEASE_TTL_S, JobLease
+from pollen.adapters.dynamodb.lease import LEASE_TTL_S, HeartbeatWait, JobLease, wait_on_event
 from pollen.adapters.dynamodb.reader import Reader
 from pollen.adapters.dynamodb.reports import WriteReport
 from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
@@ -257,7 +257,8 @@ class DynamoStore:
         heartbeat: bool = True,
         force: bool = False,
         clock: Callable[[], float] = time.time,
+        wait: HeartbeatWait = wait_on_event,
     ) -> JobLease:
         """Hold the job's lease for the ``with`` block, renewed in the background while the block runs (see
         :mod:`.lease`); raises LeaseHeld when another live run holds it (``force``: take it over anyway)."""
-        return JobLease(self, job, ttl_s, heartbeat=heartbeat, force=force, clock=clock)
+        return JobLease(self, job, ttl_s, heartbeat=heartbeat, force=force, clock=clock, wait=wait)
