@@ -12,6 +12,7 @@ import pytest
 from opensearchpy import Connection, OpenSearch
 
 from pollen.adapters.search.opensearch import VERSION_SCRIPT, OpenSearchIndex
+from pollen.backoff import Backoff
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.records import Change, version_key
 from pollen.streams.sync import MemoryDeadLetters, StreamSync
@@ -92,10 +93,14 @@ def scripted() -> type[ScriptedConnection]:
     return ScriptedConnection
 
 
-def make_index(**options: Any) -> tuple[OpenSearchIndex, list[float]]:
+def make_index(max_attempts: int = 5, **options: Any) -> tuple[OpenSearchIndex, list[float]]:
     client = OpenSearch(hosts=["http://search.invalid:9200"], connection_class=ScriptedConnection, max_retries=0)
     sleeps: list[float] = []
-    index = OpenSearchIndex(client, index_prefix="dev-", sleep=sleeps.append, clock=lambda: 1000.0, **options)
+    # The jitter draws its upper bound, so the waits are the backoff's ceilings.
+    backoff = Backoff(base_s=0.2, cap_s=5.0, max_attempts=max_attempts, uniform=lambda _low, high: high)
+    index = OpenSearchIndex(
+        client, index_prefix="dev-", backoff=backoff, sleep=sleeps.append, clock=lambda: 1000.0, **options
+    )
     return index, sleeps
 
 

@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.errors import translate
+from pollen.backoff import BATCH_BACKOFF, Backoff
 from pollen.errors import ConfigError, DeadLettersLost
 from pollen.ports import DeadLetterOperation
 
@@ -202,8 +203,8 @@ class SqsDeadLetters:
     message attributes. A message never exceeds
     ``message_limit`` (256 KiB, body and attributes): the reason is cut to 1,000 characters, a body too big as
     plain JSON is sent gzip-compressed and base64-encoded (attribute ``encoding``), and batches are packed by size
-    as well as by count. Refused entries (a failed call or SendMessageBatch's partial ``Failed``) are sent again with
-    exponential backoff, up to ``max_attempts``. What still did not go (or an item too big even compressed: a
+    as well as by count. Refused entries (a failed call or SendMessageBatch's partial ``Failed``) are sent again after
+    ``backoff``'s waits (:mod:`pollen.backoff`), up to its ``max_attempts``. What still did not go (or an item too big even compressed: a
     DynamoDB item of 400 KB of incompressible data) goes to ``fallback`` when there is one (the CLI's local files),
     else raises :class:`DeadLettersLost`, so that the Lambda invocation fails and its event source retries it.
     """
@@ -219,11 +220,9 @@ class SqsDeadLetters:
         endpoint_url: str | None = None,
         fallback: Any = None,
         kind: str = ITEM,
-        max_attempts: int = 5,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 5.0,
+        backoff: Backoff = BATCH_BACKOFF,
         message_limit: int = SQS_MESSAGE_LIMIT,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if client is None:
             from pollen.adapters.dynamodb.client import make_client
@@ -233,11 +232,8 @@ class SqsDeadLetters:
         self.client = client
         self.fallback = fallback
         self.kind = kind
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
         self.message_limit = message_limit
-        self.sleep = sleep
         self.sent = 0
         self.retries = 0
 
@@ -303,19 +299,20 @@ class SqsDeadLetters:
     def _send_with_retries(self, table: str, batch: list[_Entry]) -> list[tuple[_Entry, str]]:
         todo = batch
         reasons: dict[int, str] = {}
-        for attempt in range(1, self.max_attempts + 1):
+        failures = 0
+        while True:
             failed, permanent = self._send(table, todo, reasons)
-            if permanent or not failed or attempt == self.max_attempts:
+            failures += 1
+            if permanent or not failed or self.backoff.exhausted(failures):
                 return [(e, reasons.get(id(e), "refused")) for e in failed]
             self.retries += len(failed)
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+            delay = self.backoff.delay_s(failures)
             log.warning(
                 "retrying dead letters refused by SQS",
-                extra={"table": table, "count": len(failed), "attempt": attempt, "delay_s": delay},
+                extra={"table": table, "count": len(failed), "attempt": failures, "delay_s": delay},
             )
-            self.sleep(delay)
+            self.backoff.sleeper(delay)
             todo = failed
-        return []
 
     def _send(self, table: str, batch: list[_Entry], reasons: dict[int, str]) -> tuple[list[_Entry], bool]:
         """Send once; returns the entries SQS did not take, and whether retrying them is pointless."""

@@ -70,7 +70,8 @@ from pollen.adapters.dynamodb.batching import (
 from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
 from pollen.adapters.dynamodb.errors import MissingResource, error_code, translate
 from pollen.adapters.dynamodb.lease import LEASE_TTL_S, JobLease
-from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
+from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter
+from pollen.backoff import DYNAMODB_BACKOFF, Backoff
 from pollen.deadline import Deadline
 from pollen.errors import (
     ConfigError,
@@ -299,7 +300,7 @@ class DynamoStore:
         dead_letters: WriteDeadLetterSink | None = None,
         concurrency: int = 4,
         wcu_limit: float | None = None,
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         bookkeeping: Iterable[str] = DEFAULT_BOOKKEEPING,
         region: str = "us-east-1",
         endpoint_url: str | None = None,
@@ -313,7 +314,7 @@ class DynamoStore:
         self.metrics = metrics or MetricsRecorder()
         self.dead_letters = dead_letters
         self.concurrency = max(1, concurrency)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DYNAMODB_BACKOFF
         self.limiter = AdaptiveRateLimiter(wcu_limit)
         self.bookkeeping = frozenset(bookkeeping) | {HASH_ATTRIBUTE}
         self.run_id = run_id or uuid.uuid4().hex
@@ -438,7 +439,7 @@ class DynamoStore:
         operation: str,
         deadline: Deadline,
         keys: Sequence[Mapping[str, Any]] = (),
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         **params: Any,
     ) -> Any:
         """One call with the retry policy (the store's, or ``retry``) for transient errors (single-item operations
@@ -1076,7 +1077,7 @@ class DynamoStore:
                 params["ProjectionExpression"] = ", ".join(projected)
                 params["ExpressionAttributeNames"] = {**names, **projected}
             # Through an index, transient failures get a small retry budget before the Scan takes over.
-            retry = self.retry if not index else replace(self.retry, cap_s=min(self.retry.cap_s, 1.0), max_stalls=3)
+            retry = self.retry if not index else replace(self.retry, cap_s=min(self.retry.cap_s, 1.0), max_attempts=4)
             try:
                 while True:
                     started = time.perf_counter()
