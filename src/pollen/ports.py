@@ -49,24 +49,26 @@ class WriteOutcome(Protocol):
     def error_lines(self) -> list[str]: ...
 
 
-class DeadLetterSink(Protocol):
-    """Where items that could not be written go, in a form `pollen load` can replay."""
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None: ...
-
-
 #: What a dead letter asks for when replayed: put the item, or delete the item with this key.
 DeadLetterOperation = Literal["put", "delete"]
 
 
-class WriteDeadLetterSink(Protocol):
-    """The store's dead-letter sink: a :class:`DeadLetterSink` whose ``put`` also takes the ``operation`` the
-    dead letter stands for (``"put"``: ``item`` is the whole item; ``"delete"``: ``item`` is the key to delete), so
-    that a replay does the same thing. The store calls ``put_many(table, entries, operation=...)`` when the sink has
-    it (one call per upsert/delete), else ``put`` per entry."""
+class DeadLetterSink(Protocol):
+    """Where what could not be written goes, in a form that can be replayed (the family in
+    :mod:`pollen.adapters.deadletters`). The store sends items (``operation="put"``: ``item`` is the whole item;
+    ``"delete"``: ``item`` is the key to delete, so that a replay does the same thing); the stream sync sends whole
+    stream records. ``put_many`` keeps many with one write (one call per upsert/delete)."""
 
     def put(
         self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put"
+    ) -> None: ...
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
     ) -> None: ...
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.backoff import Backoff

@@ -9,12 +9,13 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
 from pollen.streams.records import document_id, to_document
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.streams.wire import records_client
 from pollen.tables import STREAMED_TABLES, table_def
 

@@ -16,10 +16,10 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import AuthorizationException
 
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import DeadLettersLost
 from pollen.adapters.search.factory import build_search_index
 from pollen.adapters.search.opensearch import OpenSearchIndex, signing_service
-from pollen.errors import ConfigError
+from pollen.backoff import Backoff
+from pollen.errors import ConfigError, DeadLettersLost
 from pollen.handlers import stream_sync
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
@@ -90,7 +90,7 @@ def test_wrong_credentials_region_or_service_are_refused(domain: OpenSearchStand
         (GOOD, "eu-west-1", "aoss"),
     ):
         index = OpenSearchIndex.from_url(
-            domain.url, region=region, service=service, credentials=credentials, max_attempts=1
+            domain.url, region=region, service=service, credentials=credentials, backoff=Backoff(max_attempts=1)
         )
         assert index.apply([upsert("IBM", 10, "x")]).failed
     assert domain.refused == 3 and domain.documents("companyoverview") == {}

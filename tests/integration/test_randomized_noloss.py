@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore, WriteReport
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.backoff import Backoff

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import STREAM_RECORD, SqsDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import STREAM_RECORD, SqsDeadLetters
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.tables import COMPANY_OVERVIEW, CONTROL, EARNINGS
 from tests.conftest import run_pollen

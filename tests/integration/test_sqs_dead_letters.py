@@ -12,20 +12,19 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.codec import loads_plain
-from pollen.adapters.dynamodb.deadletters import (
+from pollen.adapters.deadletters import (
     GZIP_BASE64,
     SQS_MESSAGE_LIMIT,
-    DeadLettersLost,
     JsonlDeadLetters,
     SqsDeadLetters,
     read_dead_letter_file,
 )
+from pollen.adapters.dynamodb.admin import ensure_tables
+from pollen.adapters.dynamodb.client import make_client
+from pollen.adapters.dynamodb.codec import loads_plain
 from pollen.adapters.dynamodb.store import build_store
 from pollen.backoff import Backoff
-from pollen.errors import ConfigError
+from pollen.errors import ConfigError, DeadLettersLost
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
 from pollen.tables import EARNINGS

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
+from pollen.adapters.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.store import DynamoStore, WriteReport
 from pollen.adapters.dynamodb.wire import WireClient
 from pollen.errors import LeaseHeld, NotFound, PollenError

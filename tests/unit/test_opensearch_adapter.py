@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from opensearchpy import Connection, OpenSearch
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.opensearch import VERSION_SCRIPT, OpenSearchIndex
 from pollen.backoff import Backoff
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.records import Change, version_key
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 
 BASE = 10**21
 
@@ -214,7 +215,7 @@ def test_rejected_items_are_dead_lettered_with_the_full_record(scripted: type[Sc
     scripted.responses.append((200, {"took": 1, "errors": True, "items": [item(400, "E", error=MAPPING)]}))
     outcome = sync.apply_changes([upsert("E", BASE)])
     assert outcome.ok and outcome.dead_letters == 1
-    ((table, record, reason),) = letters.letters
+    ((table, record, reason),) = letters.entries
     assert table == "companyOverview" and record["dynamodb"]["SequenceNumber"] == str(BASE)
     assert "mapper_parsing_exception" in reason
     assert metrics.total("DeadLetters") == 1

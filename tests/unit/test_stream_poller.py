@@ -9,13 +9,14 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.base import ApplyResult
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.checkpoints import FileCheckpoints, ShardCheckpoint
 from pollen.streams.poller import StreamPoller, StreamReport, StreamSource, parents_first
 from pollen.streams.records import Change
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.streams.wire import binary_as_bytes
 from pollen.tables import COMPANY_OVERVIEW
 

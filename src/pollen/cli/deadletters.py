@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetterReader
+from pollen.adapters.deadletters import JsonlDeadLetters, SqsDeadLetterReader, StreamRecordFile
 from pollen.adapters.dynamodb.store import build_store
 from pollen.adapters.search.factory import build_search_index
 from pollen.cli import runtime as rt
@@ -12,7 +12,6 @@ from pollen.deadline import Deadline
 from pollen.errors import ConfigError
 from pollen.jobs.replay import replay_dead_letters
 from pollen.report import Stopwatch
-from pollen.streams.sync import JsonlDeadLetters as StreamDeadLetters
 from pollen.streams.sync import StreamSync
 
 app = typer.Typer(help="Dead letters the Lambda functions left on the SQS dead-letter queue.", no_args_is_help=True)
@@ -42,7 +41,7 @@ def replay(
         queue = SqsDeadLetterReader(url, region=settings.region)
         local = JsonlDeadLetters(settings.home / "dead-letters")
         index = build_search_index(settings, runtime.metrics)
-        sync = StreamSync(index, metrics=runtime.metrics, dead_letters=StreamDeadLetters.in_home(settings.home))
+        sync = StreamSync(index, metrics=runtime.metrics, dead_letters=StreamRecordFile.in_home(settings.home))
         try:
             with build_store(settings, runtime.metrics, dead_letters=local) as store:
                 report = replay_dead_letters(queue, store, sync=sync, limit=limit, deadline=Deadline.after(deadline_s))

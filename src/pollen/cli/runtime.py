@@ -170,7 +170,7 @@ def render_report(runtime: Runtime, report: JobReport) -> None:
 def record_run(runtime: Runtime, report: JobReport) -> None:
     """A job command leaves a run record in ``pollenControl`` (pollen.jobs.runs); never fails the command."""
     from pollen import wiring
-    from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
+    from pollen.adapters.deadletters import MemoryDeadLetters
     from pollen.jobs.runs import RECORDED_JOBS
 
     if report.job not in RECORDED_JOBS:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from pollen import wiring
+from pollen.adapters.deadletters import StreamRecordFile
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.search.factory import build_search_index
 from pollen.cli import runtime as rt
@@ -20,7 +21,7 @@ from pollen.settings import Settings
 from pollen.streams.backfill import run_backfill
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
-from pollen.streams.sync import JsonlDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.streams.wire import records_client
 from pollen.tables import STREAMED_TABLES
 
@@ -56,7 +57,7 @@ def _sync(runtime: rt.Runtime) -> StreamSync:
 def build_stream_sync(settings: Settings, metrics: MetricsRecorder) -> StreamSync:
     """Stream changes into the search index these settings name (OpenSearch, or the embedded index)."""
     index = build_search_index(settings, metrics)
-    return StreamSync(index, metrics=metrics, dead_letters=JsonlDeadLetters.in_home(settings.home))
+    return StreamSync(index, metrics=metrics, dead_letters=StreamRecordFile.in_home(settings.home))
 
 
 @app.command("sync")

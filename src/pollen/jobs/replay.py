@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from typing import Any, Protocol
 
-from pollen.adapters.dynamodb.deadletters import ITEM, STREAM_RECORD, QueuedDeadLetter
+from pollen.adapters.deadletters import ITEM, STREAM_RECORD, QueuedDeadLetter
 from pollen.deadline import Deadline
 from pollen.ports import ItemStore
 from pollen.report import JobReport

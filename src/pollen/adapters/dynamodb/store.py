@@ -83,7 +83,7 @@ from pollen.errors import (
     TransientError,
 )
 from pollen.observability import MetricsRecorder
-from pollen.ports import DeadLetterOperation, Item, Key, WriteDeadLetterSink
+from pollen.ports import DeadLetterOperation, DeadLetterSink, Item, Key
 from pollen.report import JobReport
 from pollen.settings import Settings
 from pollen.tables import TABLES
@@ -297,7 +297,7 @@ class DynamoStore:
         client_factory: Callable[[], Any] | None = None,
         table_prefix: str = "",
         metrics: MetricsRecorder | None = None,
-        dead_letters: WriteDeadLetterSink | None = None,
+        dead_letters: DeadLetterSink | None = None,
         concurrency: int = 4,
         wcu_limit: float | None = None,
         retry: Backoff | None = None,
@@ -1512,7 +1512,7 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
     ``transport``: ``"auto"`` (default) uses the lean wire client wherever it connects exactly as boto3 would
     (botocore's endpoint, region and CA bundle) and boto3 clients where boto3 would use a proxy or a client
     certificate; ``"wire"`` or ``"boto3"`` force one."""
-    from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, SqsDeadLetters
+    from pollen.adapters.deadletters import JsonlDeadLetters, SqsDeadLetters
     from pollen.adapters.dynamodb.wire import wire_client_factory
 
     transport = options.pop("transport", "auto")

@@ -1,13 +1,21 @@
-"""Dead-letter sinks: where items that could not be written go, in a form `pollen load` replays.
+"""The dead-letter family: where what could not be written goes, in a form that can be replayed.
 
-The default sink writes, per table, run and operation, a JSON Lines file under ``<home>/dead-letters/``:
-``<table>-<run>.jsonl`` for puts and ``<table>-<run>.deletes.jsonl`` for deletes. The first line is a header that
-says what the file holds, ``{"pollenDeadLetters": {"version": 1, "operation": "put"|"delete", "table": "<table>"}}``;
-every other line is one plain JSON item (puts) or key (deletes), numbers exact. A sibling ``.reasons.jsonl`` file
-(``<table>-<run>.reasons.jsonl``, ``<table>-<run>.deletes.reasons.jsonl``) has one ``{"reason": ..., "item": true}``
-per dead letter, in the same order; the reason names the key. Replaying either file is ``pollen load <table> <file>``:
-``load`` recognises the header and puts or deletes accordingly (both idempotent). An item that cannot be written as
-JSON at all (only possible for invalid input) appears in the reasons file only.
+One port (:class:`pollen.ports.DeadLetterSink`), four sinks, used by the store (items and keys) and by the stream
+sync (whole stream records) alike:
+
+- :class:`JsonlDeadLetters`: per table, run and operation, a JSON Lines file under ``<home>/dead-letters/``:
+  ``<table>-<run>.jsonl`` for puts and ``<table>-<run>.deletes.jsonl`` for deletes. The first line is a header that
+  says what the file holds, ``{"pollenDeadLetters": {"version": 1, "operation": "put"|"delete", "table": "<table>"}}``;
+  every other line is one plain JSON item (puts) or key (deletes), numbers exact. A sibling ``.reasons.jsonl`` file
+  (``<table>-<run>.reasons.jsonl``, ``<table>-<run>.deletes.reasons.jsonl``) has one ``{"reason": ..., "item": true}``
+  per dead letter, in the same order; the reason names the key. Replaying either file is
+  ``pollen load <table> <file>``: ``load`` recognises the header and puts or deletes accordingly (both idempotent).
+  An item that cannot be written as JSON at all (only possible for invalid input) appears in the reasons file only.
+- :class:`StreamRecordFile`: stream records the search index refused, one ``{"table", "reason", "at", "record"}``
+  line each in ``<home>/dead-letters/stream-records.jsonl`` (the full record, for inspection and a backfill).
+- :class:`SqsDeadLetters`: either kind to an SQS queue (Lambda, where the local disk does not outlive an
+  invocation); :class:`SqsDeadLetterReader` reads them back for ``pollen dead-letters replay``.
+- :class:`MemoryDeadLetters`: in memory (tests, and callers that forward dead letters elsewhere).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from pollen.ports import DeadLetterOperation
 log = logging.getLogger(__name__)
 
 
+#: The stream sync's local dead-letter file, under POLLEN_HOME.
+STREAM_RECORD_FILE = "dead-letters/stream-records.jsonl"
 #: The header's only key: no item can consist of it alone (an item holds its table's key attributes, and a key
 #: attribute is a string, number or binary, never a map).
 HEADER_KEY = "pollenDeadLetters"
@@ -64,8 +74,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def read_dead_letter_file(path: Path) -> tuple[tuple[DeadLetterOperation, str] | None, list[Any]]:
     """A dead-letter file's header (None for a plain JSON Lines file) and its items or keys (tests, tools)."""
-    from pollen.adapters.dynamodb.codec import loads_plain
-
     values = [loads_plain(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     header = read_header(values[0]) if values else None
     return header, values[1:] if header is not None else values
@@ -151,19 +159,78 @@ class JsonlDeadLetters:
         return sorted(p for p in self._written if p.exists())
 
 
+class StreamRecordFile:
+    """Stream records as JSON Lines, ``{"table", "reason", "at", "record"}`` with the full record, in one file (the
+    stream sync's local sink: ``pollen stream`` and ``pollen dead-letters replay``). A record says itself what it
+    did (its ``eventName``), so ``operation`` is not written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def in_home(cls, home: Path) -> StreamRecordFile:
+        return cls(home / STREAM_RECORD_FILE)
+
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
+        at = time.time()
+        lines = [
+            json.dumps({"table": table, "reason": reason[:500], "at": at, "record": item}, default=str, sort_keys=True)
+            + "\n"
+            for item, reason in entries
+        ]
+        if not lines:
+            return
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.writelines(lines)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write dead letters to {self.path}: {exc.strerror or exc} (check POLLEN_HOME); "
+                    f"{len(lines)} {table} stream records not kept"
+                ) from exc
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+
+
 class MemoryDeadLetters:
     """Keeps dead letters in memory (tests, and callers that forward them elsewhere)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: ``(table, item or key or record, reason)``, in the order they came.
         self.entries: list[tuple[str, dict[str, Any], str]] = []
         #: The operation of each entry, in the same order.
         self.operations: list[DeadLetterOperation] = []
 
     def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
         with self._lock:
-            self.entries.append((table, dict(item), reason))
-            self.operations.append(operation)
+            for item, reason in entries:
+                self.entries.append((table, dict(item), reason))
+                self.operations.append(operation)
 
 
 #: What a dead letter holds (message attribute ``kind``): a plain item of a table (replayed into the table, or a
