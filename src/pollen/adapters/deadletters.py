@@ -95,7 +95,30 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-class JsonlDeadLetters:
+class _Sink:
+    """What every sink shares: one dead letter is ``put_many`` of one."""
+
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
+        raise NotImplementedError
+
+
+def _not_kept(where: Path, exc: OSError, count: int, what: str) -> ConfigError:
+    """A dead-letter folder that cannot be written (``POLLEN_HOME`` is a file, no permission, disk full)."""
+    return ConfigError(
+        f"cannot write dead letters to {where}: {exc.strerror or exc} (check POLLEN_HOME); {count} {what} not kept"
+    )
+
+
+class JsonlDeadLetters(_Sink):
     """JSON Lines files under a folder, one item file and one reasons file per table and run."""
 
     def __init__(self, folder: Path, *, run_id: str | None = None) -> None:
@@ -113,9 +136,6 @@ class JsonlDeadLetters:
     def reasons_path_for(self, table: str, operation: DeadLetterOperation = "put") -> Path:
         return self.path_for(table, operation).with_suffix(".reasons.jsonl")
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
-        self.put_many(table, [(item, reason)], operation=operation)
-
     def put_many(
         self,
         table: str,
@@ -123,8 +143,7 @@ class JsonlDeadLetters:
         *,
         operation: DeadLetterOperation = "put",
     ) -> None:
-        """Append many dead letters with one open per file. A folder that cannot be written (``POLLEN_HOME`` is a
-        file, no permission, disk full) is a configuration error."""
+        """Append many dead letters with one open per file."""
         items: list[str] = []
         reasons: list[str] = []
         for item, reason in entries:
@@ -147,10 +166,7 @@ class JsonlDeadLetters:
                 with self.reasons_path_for(table, operation).open("a", encoding="utf-8") as fh:
                     fh.writelines(reasons)
             except OSError as exc:
-                raise ConfigError(
-                    f"cannot write dead letters to {self.folder}: {exc.strerror or exc} (check POLLEN_HOME); "
-                    f"{len(reasons)} {table} dead letters not kept"
-                ) from exc
+                raise _not_kept(self.folder, exc, len(reasons), f"{table} dead letters") from exc
             self.counts[table] = self.counts.get(table, 0) + len(reasons)
             self._written.add(path)
 
@@ -159,7 +175,7 @@ class JsonlDeadLetters:
         return sorted(p for p in self._written if p.exists())
 
 
-class StreamRecordFile:
+class StreamRecordFile(_Sink):
     """Stream records as JSON Lines, ``{"table", "reason", "at", "record"}`` with the full record, in one file (the
     stream sync's local sink: ``pollen stream`` and ``pollen dead-letters replay``). A record says itself what it
     did (its ``eventName``), so ``operation`` is not written."""
@@ -171,9 +187,6 @@ class StreamRecordFile:
     @classmethod
     def in_home(cls, home: Path) -> StreamRecordFile:
         return cls(home / STREAM_RECORD_FILE)
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
-        self.put_many(table, [(item, reason)], operation=operation)
 
     def put_many(
         self,
@@ -196,10 +209,7 @@ class StreamRecordFile:
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.writelines(lines)
             except OSError as exc:
-                raise ConfigError(
-                    f"cannot write dead letters to {self.path}: {exc.strerror or exc} (check POLLEN_HOME); "
-                    f"{len(lines)} {table} stream records not kept"
-                ) from exc
+                raise _not_kept(self.path, exc, len(lines), f"{table} stream records") from exc
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -207,7 +217,7 @@ class StreamRecordFile:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
 
 
-class MemoryDeadLetters:
+class MemoryDeadLetters(_Sink):
     """Keeps dead letters in memory (tests, and callers that forward them elsewhere)."""
 
     def __init__(self) -> None:
@@ -216,9 +226,6 @@ class MemoryDeadLetters:
         self.entries: list[tuple[str, dict[str, Any], str]] = []
         #: The operation of each entry, in the same order.
         self.operations: list[DeadLetterOperation] = []
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
-        self.put_many(table, [(item, reason)], operation=operation)
 
     def put_many(
         self,
@@ -262,7 +269,7 @@ class _Entry:
         return len(self.body.encode()) + attrs
 
 
-class SqsDeadLetters:
+class SqsDeadLetters(_Sink):
     """Dead letters to an SQS queue (production, where the local disk does not outlive an invocation).
 
     Each message body is one plain JSON document (an item exactly as `pollen load` reads it, numbers exact, or a
@@ -303,9 +310,6 @@ class SqsDeadLetters:
         self.message_limit = message_limit
         self.sent = 0
         self.retries = 0
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
-        self.put_many(table, [(item, reason)], operation=operation)
 
     def put_many(
         self,
