@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pollen.deadline import Deadline
@@ -70,6 +71,35 @@ class DeadLetterSink(Protocol):
         *,
         operation: DeadLetterOperation = "put",
     ) -> None: ...
+
+
+#: What a dead letter holds (SQS message attribute ``kind``): a plain item of a table (replayed into the table, or
+#: a key deleted from it when its ``operation`` is ``delete``) or a whole DynamoDB stream record (replayed into the
+#: search index).
+ITEM = "item"
+STREAM_RECORD = "stream-record"
+
+
+@dataclass
+class QueuedDeadLetter:
+    """One dead letter received from the dead-letter queue."""
+
+    table: str
+    kind: str
+    reason: str
+    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
+    receipt: str
+    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
+
+
+class DeadLetterQueue(Protocol):
+    """The dead-letter queue as ``pollen dead-letters replay`` drains it."""
+
+    def waiting(self) -> int: ...
+
+    def receive(self, limit: int = 10) -> tuple[list[QueuedDeadLetter], list[str]]: ...
+
+    def delete(self, letters: list[QueuedDeadLetter]) -> None: ...
 
 
 #: The store's hash of an item's content (without bookkeeping attributes); returned by a Scan only when projected.

@@ -39,7 +39,7 @@ from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.adapters.dynamodb.errors import translate
 from pollen.backoff import BATCH_BACKOFF, Backoff
 from pollen.errors import ConfigError, DeadLettersLost
-from pollen.ports import DeadLetterOperation
+from pollen.ports import ITEM, DeadLetterOperation, QueuedDeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -240,11 +240,6 @@ class MemoryDeadLetters(_Sink):
                 self.operations.append(operation)
 
 
-#: What a dead letter holds (message attribute ``kind``): a plain item of a table (replayed into the table, or a
-#: key deleted from it when the attribute ``operation`` is ``delete``) or a whole DynamoDB stream record (replayed
-#: into the search index).
-ITEM = "item"
-STREAM_RECORD = "stream-record"
 #: Our ceiling for one SQS message, body and attributes together (SQS counts both), and for one SendMessageBatch.
 SQS_MESSAGE_LIMIT = 256 * 1024
 #: Body encoding (attribute ``encoding``) of a dead letter too big for a message as plain JSON.
@@ -411,20 +406,8 @@ class SqsDeadLetters(_Sink):
         return failed, permanent and bool(failed)
 
 
-@dataclass
-class QueuedDeadLetter:
-    """One dead letter received from the queue."""
-
-    table: str
-    kind: str
-    reason: str
-    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
-    receipt: str
-    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
-
-
 class SqsDeadLetterReader:
-    """Reads what :class:`SqsDeadLetters` wrote (bodies decoded, numbers exact) and deletes what was replayed."""
+    """Implements :class:`pollen.ports.DeadLetterQueue`: reads what :class:`SqsDeadLetters` wrote (bodies decoded, numbers exact) and deletes what was replayed."""
 
     def __init__(
         self, queue_url: str, *, client: Any = None, region: str = "us-east-1", endpoint_url: str | None = None

@@ -22,11 +22,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from pollen.adapters.deadletters import STREAM_RECORD, SqsDeadLetters
+from pollen.adapters.deadletters import SqsDeadLetters
 from pollen.adapters.search.factory import build_search_index
 from pollen.errors import ConfigError
 from pollen.observability import MetricsRecorder, StdoutSink, configure_logging, new_correlation_id
-from pollen.ports import DeadLetterSink
+from pollen.ports import STREAM_RECORD, DeadLetterSink
 from pollen.settings import Settings, load_settings
 from pollen.streams.records import table_from_arn
 from pollen.streams.sync import StreamSync

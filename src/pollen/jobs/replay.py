@@ -12,23 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any, Protocol
+from typing import Any
 
-from pollen.adapters.deadletters import ITEM, STREAM_RECORD, QueuedDeadLetter
 from pollen.deadline import Deadline
-from pollen.ports import ItemStore
+from pollen.ports import ITEM, STREAM_RECORD, DeadLetterQueue, ItemStore, QueuedDeadLetter
 from pollen.report import JobReport
 from pollen.streams.sync import StreamSync
 
 log = logging.getLogger(__name__)
-
-
-class DeadLetterQueue(Protocol):
-    def waiting(self) -> int: ...
-
-    def receive(self, limit: int = 10) -> tuple[list[QueuedDeadLetter], list[str]]: ...
-
-    def delete(self, letters: list[QueuedDeadLetter]) -> None: ...
 
 
 class ReplayReport(JobReport):
