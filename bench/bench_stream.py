@@ -14,6 +14,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.local.stack import MotoServer
@@ -21,7 +22,7 @@ from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
 from pollen.streams.records import Change, to_document, version_key
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.tables import COMPANY_OVERVIEW, STREAMED_TABLES
 
 DOCUMENTS = 20_000

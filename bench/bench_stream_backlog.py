@@ -15,6 +15,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from bench.bench_stream import overview
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.client import make_client
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.adapters.stream_records import WireRecordsClient, records_client
@@ -22,7 +23,7 @@ from pollen.local.stack import MotoServer
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import GET_RECORDS_MAX, StreamPoller, StreamReport, StreamSource
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.tables import STREAMED_TABLES, TABLES
 
 RECORDS = int(os.environ.get("POLLEN_BENCH_STREAM_RECORDS", "10000"))

@@ -24,7 +24,7 @@ from pollen.errors import (
     QuotaExhausted,
     TransientError,
 )
-from pollen.ports import CONTENT_HASH, DeadLetterOperation, Item, Key, StatementFunction, WriteDeadLetterSink
+from pollen.ports import CONTENT_HASH, DeadLetterOperation, DeadLetterSink, Item, Key, StatementFunction
 from pollen.tables import TABLES, TableDef
 
 #: Attributes left out of the content hash, as the real store leaves them out (``lastSyncDate`` and the hash).
@@ -97,7 +97,7 @@ class InMemoryStore:
     ``fail_moves`` (move_sort_key raises; nothing changes), ``lose_leases`` (every lease is found lost).
     """
 
-    def __init__(self, *, dead_letters: WriteDeadLetterSink | None = None) -> None:
+    def __init__(self, *, dead_letters: DeadLetterSink | None = None) -> None:
         self.tables: dict[str, dict[tuple[Any, ...], Item]] = {name: {} for name in TABLES}
         #: The content hash of each stored item (None: planted without one, as another tool would write it).
         self.hashes: dict[str, dict[tuple[Any, ...], str | None]] = {name: {} for name in TABLES}

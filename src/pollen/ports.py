@@ -52,25 +52,56 @@ class WriteOutcome(Protocol):
     def error_lines(self) -> list[str]: ...
 
 
-class DeadLetterSink(Protocol):
-    """Where items that could not be written go, in a form `pollen load` can replay."""
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None: ...
-
-
 #: What a dead letter asks for when replayed: put the item, or delete the item with this key.
 DeadLetterOperation = Literal["put", "delete"]
 
 
-class WriteDeadLetterSink(Protocol):
-    """The store's dead-letter sink: a :class:`DeadLetterSink` whose ``put`` also takes the ``operation`` the
-    dead letter stands for (``"put"``: ``item`` is the whole item; ``"delete"``: ``item`` is the key to delete), so
-    that a replay does the same thing. The store calls ``put_many(table, entries, operation=...)`` when the sink has
-    it (one call per upsert/delete), else ``put`` per entry."""
+class DeadLetterSink(Protocol):
+    """Where what could not be written goes, in a form that can be replayed (the family in
+    :mod:`pollen.adapters.deadletters`). The store sends items (``operation="put"``: ``item`` is the whole item;
+    ``"delete"``: ``item`` is the key to delete, so that a replay does the same thing); the stream sync sends whole
+    stream records. ``put_many`` keeps many with one write (one call per upsert/delete)."""
 
     def put(
         self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put"
     ) -> None: ...
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None: ...
+
+
+#: What a dead letter holds (SQS message attribute ``kind``): a plain item of a table (replayed into the table, or
+#: a key deleted from it when its ``operation`` is ``delete``) or a whole DynamoDB stream record (replayed into the
+#: search index).
+ITEM = "item"
+STREAM_RECORD = "stream-record"
+
+
+@dataclass
+class QueuedDeadLetter:
+    """One dead letter received from the dead-letter queue."""
+
+    table: str
+    kind: str
+    reason: str
+    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
+    receipt: str
+    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
+
+
+class DeadLetterQueue(Protocol):
+    """The dead-letter queue as ``pollen dead-letters replay`` drains it."""
+
+    def waiting(self) -> int: ...
+
+    def receive(self, limit: int = 10) -> tuple[list[QueuedDeadLetter], list[str]]: ...
+
+    def delete(self, letters: list[QueuedDeadLetter]) -> None: ...
 
 
 #: The store's hash of an item's content (without bookkeeping attributes); returned by a Scan only when projected.
@@ -172,35 +203,6 @@ class QueueSender(Protocol):
     def send(self, messages: Sequence[dict[str, Any]]) -> list[str]:
         """Send JSON messages; returns an error line per message that was not accepted (empty when all were)."""
         ...
-
-
-# --- dead letters on the queue --------------------------------------------------------------------------------
-
-#: What a queued dead letter holds: a table item (or key), or a stream record for the search index.
-ITEM = "item"
-STREAM_RECORD = "stream-record"
-
-
-@dataclass
-class QueuedDeadLetter:
-    """One dead letter received from the queue."""
-
-    table: str
-    kind: str
-    reason: str
-    document: Any  # the decoded body: a plain item (or key) for ITEM, a stream record for STREAM_RECORD
-    receipt: str
-    operation: DeadLetterOperation = "put"  # for ITEM: "delete" when the document is a key to delete again
-
-
-class DeadLetterQueue(Protocol):
-    """The dead-letter queue as `pollen dead-letters replay` reads it."""
-
-    def waiting(self) -> int: ...
-
-    def receive(self, limit: int = 10) -> tuple[list[QueuedDeadLetter], list[str]]: ...
-
-    def delete(self, letters: list[QueuedDeadLetter]) -> None: ...
 
 
 # --- status --------------------------------------------------------------------------------------------------

@@ -17,15 +17,15 @@ from pollen.adapters import credentials as secrets
 from pollen.adapters.alpaca import AlpacaClient
 from pollen.adapters.alphavantage import AlphaVantageClient
 from pollen.adapters.credentials import Credentials, CredentialSource
-from pollen.adapters.dynamodb.admin import TablesReport, ensure_tables
-from pollen.adapters.dynamodb.client import resolve_endpoint
-from pollen.adapters.dynamodb.deadletters import (
-    STREAM_RECORD,
+from pollen.adapters.deadletters import (
     JsonlDeadLetters,
     MemoryDeadLetters,
     SqsDeadLetterReader,
     SqsDeadLetters,
+    StreamRecordFile,
 )
+from pollen.adapters.dynamodb.admin import TablesReport, ensure_tables
+from pollen.adapters.dynamodb.client import resolve_endpoint
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.adapters.http import RateLimiter
@@ -39,11 +39,18 @@ from pollen.jobs.common import Clock, utc_now
 from pollen.jobs.runs import RunLog
 from pollen.jobs.status import QuotaSettings, StatusCollector
 from pollen.observability import MetricsRecorder, register_secrets
-from pollen.ports import AssetSource, DeadLetterCount, DeadLetterSink, FundamentalsSource, ItemStore, SearchIndex
+from pollen.ports import (
+    STREAM_RECORD,
+    AssetSource,
+    DeadLetterCount,
+    DeadLetterSink,
+    FundamentalsSource,
+    ItemStore,
+    SearchIndex,
+)
 from pollen.settings import Settings
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
-from pollen.streams.sync import JsonlDeadLetters as StreamDeadLetterFile
 from pollen.streams.sync import StreamSync
 from pollen.tables import STREAMED_TABLES
 
@@ -268,7 +275,7 @@ def build_stream_sync(settings: Settings, metrics: MetricsRecorder) -> StreamSyn
     """The CLI's stream sync: changes into the search index these settings name (OpenSearch, or the embedded
     index); records the index rejects go to a file under POLLEN_HOME."""
     index = build_search_index(settings, metrics)
-    return StreamSync(index, metrics=metrics, dead_letters=StreamDeadLetterFile.in_home(settings.home))
+    return StreamSync(index, metrics=metrics, dead_letters=StreamRecordFile.in_home(settings.home))
 
 
 def build_stream_dead_letters(settings: Settings) -> DeadLetterSink:

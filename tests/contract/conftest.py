@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
-from pollen.ports import ItemStore, WriteDeadLetterSink
+from pollen.ports import DeadLetterSink, ItemStore
 from pollen.tables import ASSETS, COMPANY_OVERVIEW, CONTROL, EARNINGS, TABLES
 from tests.fakes import InMemoryStore
 from tests.integration.store_support import FAST_RETRY, client_factory
@@ -39,7 +39,7 @@ class Harness:
         typed: ItemStore = self.store
         return typed
 
-    def other(self, dead_letters: WriteDeadLetterSink | None = None) -> Any:
+    def other(self, dead_letters: DeadLetterSink | None = None) -> Any:
         return self.build(dead_letters)
 
     def plant_foreign(self, table: str, item: dict[str, Any]) -> None:
@@ -80,7 +80,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         memory = InMemoryStore(dead_letters=sink)
 
-        def other_memory(dead_letters: WriteDeadLetterSink | None) -> InMemoryStore:
+        def other_memory(dead_letters: DeadLetterSink | None) -> InMemoryStore:
             # A second run on the same data: the same tables and leases under another dead-letter sink.
             twin = InMemoryStore(dead_letters=dead_letters)
             twin.tables, twin.hashes, twin.leases = memory.tables, memory.hashes, memory.leases
@@ -99,7 +99,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     _empty_tables(dynamodb, prefix)
     built: list[DynamoStore] = []
 
-    def dynamo(dead_letters: WriteDeadLetterSink | None) -> DynamoStore:
+    def dynamo(dead_letters: DeadLetterSink | None) -> DynamoStore:
         store = DynamoStore(
             client_factory=client_factory(endpoint, "wire"),
             table_prefix=prefix,

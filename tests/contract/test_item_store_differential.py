@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.adapters.dynamodb.deadletters import MemoryDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.errors import PollenError
 from pollen.ports import DeadLetterOperation

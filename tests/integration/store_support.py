@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
-from pollen.adapters.dynamodb.retry import RetryPolicy
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
+from pollen.backoff import Backoff
 from pollen.observability import MetricsRecorder
 from pollen.tables import ASSETS, CONTROL, EARNINGS, EARNINGS_CALENDAR
 from tests.support.faultproxy import FaultProxy
 
 #: Fast retries for tests: the scenarios still need many rounds, the waits need not be long.
-FAST_RETRY = RetryPolicy(base_s=0.005, cap_s=0.2, max_stalls=12)
+FAST_RETRY = Backoff(base_s=0.01, cap_s=0.2, max_attempts=13)
 
 #: The two DynamoDB transports; the store tests (tests/integration/test_store*.py) run once with each (see
 #: tests/integration/conftest.py), so both are held to the same behaviour.

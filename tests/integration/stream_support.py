@@ -9,13 +9,14 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.adapters.stream_records import records_client
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.checkpoints import FileCheckpoints
 from pollen.streams.poller import StreamPoller, StreamSource
 from pollen.streams.records import document_id, to_document
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.tables import STREAMED_TABLES, table_def
 
 _deserializer = TypeDeserializer()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
-from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
 from tests.conftest import run_pollen
 from tests.integration.store_support import key_of, make_store, proxy, statement, tables  # noqa: F401
 from tests.support.faultproxy import FaultProxy, Faults

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
+from pollen.adapters.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.jobs.scheduler import Scheduler
 from pollen.jobs.sync_assets import SyncAssets

@@ -15,9 +15,10 @@ from botocore.credentials import Credentials
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import AuthorizationException
 
+from pollen.adapters.deadletters import DeadLettersLost
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import DeadLettersLost
 from pollen.adapters.search.opensearch import OpenSearchIndex, signing_service
+from pollen.backoff import Backoff
 from pollen.errors import ConfigError
 from pollen.handlers import stream_sync
 from pollen.observability import MetricsRecorder
@@ -90,7 +91,7 @@ def test_wrong_credentials_region_or_service_are_refused(domain: OpenSearchStand
         (GOOD, "eu-west-1", "aoss"),
     ):
         index = OpenSearchIndex.from_url(
-            domain.url, region=region, service=service, credentials=credentials, max_attempts=1
+            domain.url, region=region, service=service, credentials=credentials, backoff=Backoff(max_attempts=1)
         )
         assert index.apply([upsert("IBM", 10, "x")]).failed
     assert domain.refused == 3 and domain.documents("companyoverview") == {}

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters
 from pollen.adapters.dynamodb.reports import WriteReport
-from pollen.adapters.dynamodb.retry import RetryPolicy
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
+from pollen.backoff import Backoff
 from pollen.cli.data import read_load_file
 from pollen.observability import MetricsRecorder
 from pollen.report import JobReport
@@ -38,7 +38,7 @@ from tests.support.faultproxy import FaultProxy, Faults
 RUNS = int(os.environ.get("POLLEN_RANDOM_RUNS", "100"))
 FIRST_SEED = int(os.environ.get("POLLEN_RANDOM_SEED", "0"))
 #: Few rounds without progress and short waits: under these fault rates some items fail, as they should here.
-SHORT_RETRY = RetryPolicy(base_s=0.001, cap_s=0.01, max_stalls=3)
+SHORT_RETRY = Backoff(base_s=0.002, cap_s=0.01, max_attempts=4)
 
 Key = tuple[str, str]
 #: Totals over the runs of this session, so that the suite can show it did make items fail (and replayed them).

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import SqsDeadLetters
 from pollen.adapters.dynamodb.admin import ensure_tables
 from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.deadletters import STREAM_RECORD, SqsDeadLetters
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
+from pollen.ports import STREAM_RECORD
 from pollen.tables import COMPANY_OVERVIEW, CONTROL, EARNINGS
 from tests.conftest import run_pollen
 from tests.unit.test_stream_handler import SEQ, lambda_record, overview

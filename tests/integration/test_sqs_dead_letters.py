@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.admin import ensure_tables
-from pollen.adapters.dynamodb.client import make_client
-from pollen.adapters.dynamodb.codec import loads_plain
-from pollen.adapters.dynamodb.deadletters import (
+from pollen.adapters.deadletters import (
     GZIP_BASE64,
     SQS_MESSAGE_LIMIT,
-    DeadLettersLost,
     JsonlDeadLetters,
     SqsDeadLetters,
     read_dead_letter_file,
 )
-from pollen.errors import ConfigError
+from pollen.adapters.dynamodb.admin import ensure_tables
+from pollen.adapters.dynamodb.client import make_client
+from pollen.adapters.dynamodb.codec import loads_plain
+from pollen.backoff import Backoff
+from pollen.errors import ConfigError, DeadLettersLost
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
 from pollen.tables import EARNINGS
@@ -31,6 +31,11 @@ from pollen.wiring import build_store
 from tests.standins.sqs import FlakySqs
 
 pytestmark = pytest.mark.integration
+
+
+def upper_bound(_low: float, high: float) -> float:
+    """The jitter's upper bound: the waits are the backoff's ceilings."""
+    return high
 
 
 def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
@@ -113,7 +118,7 @@ def test_partial_batch_failures_are_sent_again_with_backoff(endpoint: str, table
     url = sqs.create_queue(QueueName=f"{table_prefix}dlq")["QueueUrl"]
     flaky = FlakySqs(sqs, fail_calls=2, fail_ids={"1", "4"})
     delays: list[float] = []
-    sink = SqsDeadLetters(url, client=flaky, sleep=delays.append, backoff_s=0.1)
+    sink = SqsDeadLetters(url, client=flaky, sleep=delays.append, backoff=Backoff(base_s=0.1, uniform=upper_bound))
     items = [{"symbol": f"S{i}", "fiscalPeriod": "ANNUAL#2024-12-31"} for i in range(6)]
     sink.put_many("cashFlow", [(item, "throttled") for item in items])
     assert sorted(loads_plain(m["Body"])["symbol"] for m in _receive_all(sqs, url)) == [f"S{i}" for i in range(6)]
@@ -132,7 +137,7 @@ def test_without_a_fallback_a_send_that_keeps_failing_raises(endpoint: str, tabl
     sqs = make_client("sqs", endpoint_url=endpoint)
     url = sqs.create_queue(QueueName=f"{table_prefix}dlq")["QueueUrl"]
     flaky = FlakySqs(sqs, fail_calls=99)
-    sink = SqsDeadLetters(url, client=flaky, sleep=lambda _: None, max_attempts=3)
+    sink = SqsDeadLetters(url, client=flaky, sleep=lambda _: None, backoff=Backoff(max_attempts=3))
     with pytest.raises(DeadLettersLost, match="2 dead letters could not be sent") as lost:
         sink.put_many("assets", [({"symbol": "A"}, "x"), ({"symbol": "B"}, "y")])
     assert lost.value.transient and len(flaky.calls) == 3
@@ -164,7 +169,7 @@ def test_the_lambda_store_has_no_local_fallback(
         assert store.upsert("earnings", bad).invalid == 2
         assert sorted(loads_plain(_body(m))["symbol"] for m in _receive_all(sqs, url)) == ["S2", "S3"]
         sink.client = FlakySqs(sink.client, fail_calls=99)
-        sink.sleep = lambda _: None
+        sink.backoff = sink.backoff.waiting_with(lambda _: None)
         with pytest.raises(DeadLettersLost):  # the invocation fails: its event source retries it
             store.upsert("earnings", bad)
     assert not (tmp_path / "tmp-pollen").exists()  # nothing under "/tmp"

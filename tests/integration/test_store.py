@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
+from pollen.adapters.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.reports import WriteReport
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import WireClient

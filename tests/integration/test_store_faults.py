@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from pollen.adapters.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb import reader as reader_module
 from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
-from pollen.adapters.dynamodb.deadletters import read_dead_letter_file
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.deadline import Deadline
 from pollen.observability import MetricsRecorder

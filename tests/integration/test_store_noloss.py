@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, read_dead_letter_file
+from pollen.adapters.deadletters import JsonlDeadLetters, read_dead_letter_file
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import wire_client_factory
 from pollen.jobs.sync_assets import SyncAssets

@@ -2,27 +2,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pollen.adapters.alphavantage import classify_message
-from pollen.adapters.http import Backoff, RateLimiter, install_key_masking, mask_keys, retry_after_s
+from pollen.adapters.http import RateLimiter, install_key_masking, mask_keys, retry_after_s
 from pollen.errors import AuthError, NotFound, PermanentError, QuotaExhausted, ThrottledError
-
-
-@given(attempt=st.integers(0, 30), seed=st.integers(0, 2**32))
-def test_backoff_is_full_jitter_under_a_cap(attempt: int, seed: int) -> None:
-    backoff = Backoff(base_s=0.5, cap_s=8.0, rng=random.Random(seed))
-    delay = backoff.delay(attempt)
-    assert 0 <= delay <= min(8.0, 0.5 * 2**attempt)
-
-
-def test_backoff_honours_what_the_server_asked_for() -> None:
-    backoff = Backoff(base_s=0.01, cap_s=1.0, rng=random.Random(1))
-    assert backoff.delay(0, floor_s=3.0) == 3.0
 
 
 class FakeClock:

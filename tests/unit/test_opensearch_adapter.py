@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from opensearchpy import Connection, OpenSearch
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.opensearch import VERSION_SCRIPT, OpenSearchIndex
+from pollen.backoff import Backoff
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.records import Change, version_key
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 
 BASE = 10**21
 
@@ -92,10 +94,14 @@ def scripted() -> type[ScriptedConnection]:
     return ScriptedConnection
 
 
-def make_index(**options: Any) -> tuple[OpenSearchIndex, list[float]]:
+def make_index(max_attempts: int = 5, **options: Any) -> tuple[OpenSearchIndex, list[float]]:
     client = OpenSearch(hosts=["http://search.invalid:9200"], connection_class=ScriptedConnection, max_retries=0)
     sleeps: list[float] = []
-    index = OpenSearchIndex(client, index_prefix="dev-", sleep=sleeps.append, clock=lambda: 1000.0, **options)
+    # The jitter draws its upper bound, so the waits are the backoff's ceilings.
+    backoff = Backoff(base_s=0.2, cap_s=5.0, max_attempts=max_attempts, uniform=lambda _low, high: high)
+    index = OpenSearchIndex(
+        client, index_prefix="dev-", backoff=backoff, sleep=sleeps.append, clock=lambda: 1000.0, **options
+    )
     return index, sleeps
 
 
@@ -209,7 +215,7 @@ def test_rejected_items_are_dead_lettered_with_the_full_record(scripted: type[Sc
     scripted.responses.append((200, {"took": 1, "errors": True, "items": [item(400, "E", error=MAPPING)]}))
     outcome = sync.apply_changes([upsert("E", BASE)])
     assert outcome.ok and outcome.dead_letters == 1
-    ((table, record, reason),) = letters.letters
+    ((table, record, reason),) = letters.entries
     assert table == "companyOverview" and record["dynamodb"]["SequenceNumber"] == str(BASE)
     assert "mapper_parsing_exception" in reason
     assert metrics.total("DeadLetters") == 1

@@ -1,4 +1,4 @@
-"""Retry policy (full jitter, budget in rounds without progress) and the AIMD rate limiter, on a fake clock."""
+"""The AIMD rate limiter, on a fake clock (the backoff between retries: test_backoff.py)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,9 @@ import random
 
 import pytest
 
-from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
+from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter
 from pollen.deadline import Deadline
 from tests.unit.write_sim import Outcome, Service, SimClock, simulate
-
-
-def test_full_jitter_is_uniform_up_to_a_capped_exponential() -> None:
-    calls: list[tuple[float, float]] = []
-
-    def rng(low: float, high: float) -> float:
-        calls.append((low, high))
-        return high
-
-    policy = RetryPolicy(base_s=0.1, cap_s=1.0, max_stalls=3, rng=rng)
-    assert [policy.delay_s(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-    assert all(low == 0.0 for low, _ in calls)
-    assert not policy.exhausted(3)
-    assert policy.exhausted(4)
-
-
-def test_real_jitter_stays_within_bounds() -> None:
-    policy = RetryPolicy(base_s=0.05, cap_s=0.4)
-    for stalls in range(10):
-        delay = policy.delay_s(stalls)
-        assert 0.0 <= delay <= min(0.4, 0.05 * 2**stalls)
 
 
 class FakeClock:

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.base import ApplyResult
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.errors import ConfigError
 from pollen.handlers import stream_sync
 from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.records import Change
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 
 _ser = TypeSerializer()
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2024-05-01T00:00:00.000"
@@ -132,7 +133,7 @@ def test_bad_records_are_dead_lettered_whole(tmp_path: Path) -> None:
     sync, letters = make_sync(EmbeddedSearchIndex(tmp_path / "i.sqlite"))
     bad = lambda_record("INSERT", SEQ + 1, "dev-companyOverview", {"symbol": "X"})  # no NewImage
     assert stream_sync.handle({"Records": [bad]}, sync, table_prefix="dev-") == {"batchItemFailures": []}
-    ((table, record, reason),) = letters.letters
+    ((table, record, reason),) = letters.entries
     assert table == "companyOverview" and record == bad and "NewImage" in reason
     outcome = sync.apply_records([bad], "companyOverview")
     assert outcome.ok and outcome.invalid == 1

@@ -9,6 +9,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
+from pollen.adapters.deadletters import MemoryDeadLetters
 from pollen.adapters.search.base import ApplyResult
 from pollen.adapters.search.embedded import EmbeddedSearchIndex
 from pollen.adapters.stream_records import binary_as_bytes
@@ -16,7 +17,7 @@ from pollen.observability import MemorySink, MetricsRecorder
 from pollen.streams.checkpoints import FileCheckpoints, ShardCheckpoint
 from pollen.streams.poller import StreamPoller, StreamReport, StreamSource, parents_first
 from pollen.streams.records import Change
-from pollen.streams.sync import MemoryDeadLetters, StreamSync
+from pollen.streams.sync import StreamSync
 from pollen.tables import COMPANY_OVERVIEW
 
 _ser = TypeSerializer()

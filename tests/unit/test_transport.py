@@ -18,9 +18,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from pollen.adapters.dynamodb.client import make_client, resolve_endpoint
-from pollen.adapters.dynamodb.retry import RetryPolicy
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.adapters.dynamodb.wire import WireClient, wire_client_factory
+from pollen.backoff import Backoff
 from pollen.errors import ConfigError, ServiceUnavailable, TransientError
 from pollen.observability import MetricsRecorder
 from pollen.settings import load_settings
@@ -348,7 +348,7 @@ def _refused() -> EndpointConnectionError:
 
 
 def _store(client: StubClient, metrics: MetricsRecorder) -> DynamoStore:
-    return DynamoStore(client, metrics=metrics, retry=RetryPolicy(base_s=0.0, cap_s=0.0, max_stalls=5))
+    return DynamoStore(client, metrics=metrics, retry=Backoff(base_s=0.0, cap_s=0.0, max_attempts=6))
 
 
 def test_an_endpoint_never_reached_is_not_retried() -> None:

@@ -4,7 +4,7 @@ alpaca-py's typed ``Asset`` rejects enum values it does not know (Alpaca adds ex
 trading client runs with ``raw_data=True`` and the assets come back exactly as the API sent them; validation is
 the domain's job. alpaca-py's own 429 handling (fixed sleeps, headers ignored) is switched off: this client retries
 429s after the ``Retry-After``/``X-RateLimit-Reset`` the server gave, and other transient failures with capped
-exponential backoff and full jitter.
+exponential backoff and full jitter (:mod:`pollen.backoff`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from pollen.adapters.http import Backoff, error_for_status
+from pollen.adapters.http import error_for_status
+from pollen.backoff import HTTP_BACKOFF, Backoff
 from pollen.errors import (
     AuthError,
     ConfigError,
@@ -72,7 +73,7 @@ class AlpacaClient:
         backoff: Backoff | None = None,
         snapshot_batch: int = 200,
         timeout_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._key_id = _secret(key_id)
         self._secret_key = _secret(secret_key)
@@ -80,10 +81,10 @@ class AlpacaClient:
         self.data_url = data_url.rstrip("/")
         self.feed = feed
         self.metrics = metrics or MetricsRecorder()
-        self.backoff = backoff or Backoff()
+        backoff = backoff or HTTP_BACKOFF
+        self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
         self.snapshot_batch = max(1, snapshot_batch)
         self.timeout_s = timeout_s
-        self._sleep = sleep
         self._trading = trading
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0))
@@ -188,28 +189,30 @@ class AlpacaClient:
         return inner if isinstance(inner, dict) and len(body) == 1 else body
 
     def _with_retries(self, call_name: str, call: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
+        def attempt() -> T:
             started = time.perf_counter()
+            self.metrics.count("UpstreamRequests", api="alpaca", call=call_name)
             try:
-                self.metrics.count("UpstreamRequests", api="alpaca", call=call_name)
                 result = call()
-                self.metrics.timing_ms(
-                    "UpstreamLatency", (time.perf_counter() - started) * 1000, api="alpaca", call=call_name
-                )
-                return result
             except PollenError as err:
-                self.metrics.count("UpstreamErrors", api="alpaca", call=call_name, kind=type(err).__name__)
-                if isinstance(err, ThrottledError):
-                    self.metrics.count("UpstreamThrottled", api="alpaca")
-                if isinstance(err, AuthError):
-                    self.metrics.count("UpstreamAuthFailures", api="alpaca")
-                attempt += 1
-                if not err.transient or attempt >= self.backoff.max_attempts:
-                    raise
-                wait = self.backoff.delay(attempt - 1, getattr(err, "retry_after_s", None))
-                log.info("retrying Alpaca call", extra={"call": call_name, "error": str(err), "wait_s": round(wait, 3)})
-                self._sleep(wait)
+                self._count_error(err, call_name)
+                raise
+            self.metrics.timing_ms(
+                "UpstreamLatency", (time.perf_counter() - started) * 1000, api="alpaca", call=call_name
+            )
+            return result
+
+        def retrying(err: PollenError, _failures: int, wait_s: float) -> None:
+            log.info("retrying Alpaca call", extra={"call": call_name, "error": str(err), "wait_s": round(wait_s, 3)})
+
+        return self.backoff.call(attempt, on_retry=retrying)
+
+    def _count_error(self, err: PollenError, call_name: str) -> None:
+        self.metrics.count("UpstreamErrors", api="alpaca", call=call_name, kind=type(err).__name__)
+        if isinstance(err, ThrottledError):
+            self.metrics.count("UpstreamThrottled", api="alpaca")
+        if isinstance(err, AuthError):
+            self.metrics.count("UpstreamAuthFailures", api="alpaca")
 
     def _translate(self, exc: Exception) -> PollenError:
         import requests

@@ -25,7 +25,8 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from pollen.adapters.http import Backoff, RateLimiter, error_for_status, install_key_masking, mask_keys
+from pollen.adapters.http import RateLimiter, error_for_status, install_key_masking, mask_keys
+from pollen.backoff import HTTP_BACKOFF, Backoff, floor_of
 from pollen.errors import (
     AuthError,
     ConfigError,
@@ -85,14 +86,14 @@ class AlphaVantageClient:
         http: httpx.Client | None = None,
         backoff: Backoff | None = None,
         timeout_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._api_key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter or RateLimiter(75, 25_000)
         self.metrics = metrics or MetricsRecorder()
-        self.backoff = backoff or Backoff()
-        self._sleep = sleep
+        backoff = backoff or HTTP_BACKOFF
+        self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0))
         self._quota_gone: QuotaExhausted | None = None
@@ -177,14 +178,14 @@ class AlphaVantageClient:
                     failures, last_progress = 0, progress()
                 failures += 1
                 total += 1
-                if not err.transient or failures >= self.backoff.max_attempts or total >= 4 * self.backoff.max_attempts:
+                if self.backoff.gives_up(err, failures) or total >= 4 * self.backoff.max_attempts:
                     raise
-                wait = self.backoff.delay(failures - 1, getattr(err, "retry_after_s", None))
+                wait = self.backoff.delay_s(failures, floor_of(err))
                 log.info(
                     "retrying Alpha Vantage call",
                     extra={"function": function, "symbol": symbol, "error": str(err), "wait_s": round(wait, 3)},
                 )
-                self._sleep(wait)
+                self.backoff.sleeper(wait)
 
     def _count_error(self, err: PollenError, function: str) -> None:
         kind = type(err).__name__

@@ -1,16 +1,15 @@
-"""What the HTTP clients share: backoff, a client-side rate limiter, status translation, key masking."""
+"""What the HTTP clients share: a client-side rate limiter, status translation, key masking (the backoff is
+:mod:`pollen.backoff`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from pollen.errors import (
     AuthError,
@@ -48,23 +47,6 @@ def install_key_masking() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _MaskKeysFilter) for f in logger.filters):
             logger.addFilter(_MaskKeysFilter())
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
-
-    base_s: float = 0.5
-    cap_s: float = 20.0
-    max_attempts: int = 5
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, floor_s: float | None = None) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (0-based); ``floor_s`` is what the server asked for."""
-        jittered = self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
-        if floor_s is not None:
-            return min(max(floor_s, jittered), max(self.cap_s, floor_s))
-        return jittered
 
 
 class RateLimiter:

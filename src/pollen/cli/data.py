@@ -12,8 +12,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pollen import wiring
+from pollen.adapters.deadletters import JsonlDeadLetters, read_header
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
-from pollen.adapters.dynamodb.deadletters import JsonlDeadLetters, read_header
 from pollen.adapters.dynamodb.lease import JobLease
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.cli import runtime as rt
@@ -73,7 +73,7 @@ def read_items(path: Path, report: JobReport) -> list[dict[str, Any]]:
 def read_load_file(path: Path, report: JobReport) -> LoadFile:
     """Read a JSON Lines file line by line. A bad line (bytes that are not UTF-8, not JSON, nested beyond what
     can be parsed, not an object) is counted invalid and named by its line number; the other lines are kept.
-    A first line that is a dead-letter header (see :mod:`pollen.adapters.dynamodb.deadletters`) sets the
+    A first line that is a dead-letter header (see :mod:`pollen.adapters.deadletters`) sets the
     operation."""
     try:
         handle = path.open("rb")

@@ -7,13 +7,11 @@ index could not take after its retries are reported as failed, and the caller do
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pollen.errors import InvalidRecord, PollenError
@@ -23,41 +21,6 @@ from pollen.streams.records import BOOKKEEPING_ATTRIBUTES, Skipped, decode_recor
 from pollen.tables import TableDef
 
 log = logging.getLogger(__name__)
-
-DEAD_LETTER_FILE = "dead-letters/stream-records.jsonl"
-
-
-class JsonlDeadLetters:
-    """Dead letters as JSON Lines under POLLEN_HOME: ``{"table", "reason", "at", "record"}`` with the full record."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @classmethod
-    def in_home(cls, home: Path) -> JsonlDeadLetters:
-        return cls(home / DEAD_LETTER_FILE)
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(
-            {"table": table, "reason": reason[:500], "at": time.time(), "record": item}, default=str, sort_keys=True
-        )
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
-
-
-class MemoryDeadLetters:
-    def __init__(self) -> None:
-        self.letters: list[tuple[str, Mapping[str, Any], str]] = []
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str) -> None:
-        self.letters.append((table, item, reason))
 
 
 @dataclass

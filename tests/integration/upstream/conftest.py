@@ -9,7 +9,8 @@ import pytest
 
 from pollen.adapters.alpaca import AlpacaClient
 from pollen.adapters.alphavantage import AlphaVantageClient
-from pollen.adapters.http import Backoff, RateLimiter
+from pollen.adapters.http import RateLimiter
+from pollen.backoff import Backoff
 from pollen.local.simulator import Simulator
 from pollen.observability import MemorySink, MetricsRecorder
 
@@ -45,7 +46,8 @@ def sim(simulator: Simulator) -> Simulator:
 
 
 def fast_backoff(max_attempts: int = 5) -> Backoff:
-    return Backoff(base_s=0.005, cap_s=0.05, max_attempts=max_attempts, rng=random.Random(1))
+    """Short waits (slept: the simulator's rate-limit windows do pass in real time)."""
+    return Backoff(base_s=0.005, cap_s=0.05, max_attempts=max_attempts, uniform=random.Random(1).uniform)
 
 
 @pytest.fixture

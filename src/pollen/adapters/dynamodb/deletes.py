@@ -17,7 +17,7 @@ from pollen.adapters.dynamodb.schema import TableCatalog, TableInfo
 from pollen.adapters.dynamodb.settlement import ChunkResult, send_dead_letters
 from pollen.deadline import Deadline
 from pollen.errors import PollenError
-from pollen.ports import Key, WriteDeadLetterSink
+from pollen.ports import DeadLetterSink, Key
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Deleter:
         catalog: TableCatalog,
         dispatcher: Dispatcher,
         writer: BatchWriter,
-        dead_letters: WriteDeadLetterSink | None,
+        dead_letters: DeadLetterSink | None,
     ) -> None:
         self.catalog = catalog
         self.dispatcher = dispatcher

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.errors import MissingResource, translate
 from pollen.adapters.dynamodb.reports import M_RETRIES, M_THROTTLES
-from pollen.adapters.dynamodb.retry import RetryPolicy
+from pollen.backoff import Backoff
 from pollen.deadline import Deadline
 from pollen.errors import PollenError, ServiceUnavailable, ThrottledError, TransientError
 from pollen.observability import MetricsRecorder
@@ -31,7 +31,7 @@ class Dispatcher:
         client_factory: Callable[[], Any] | None,
         *,
         metrics: MetricsRecorder,
-        retry: RetryPolicy,
+        retry: Backoff,
         concurrency: int,
     ) -> None:
         self._shared_client = client
@@ -96,7 +96,7 @@ class Dispatcher:
         operation: str,
         deadline: Deadline,
         keys: Sequence[Mapping[str, Any]] = (),
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         **params: Any,
     ) -> Any:
         """One call with the retry policy (the store's, or ``retry``) for transient errors (single-item operations

@@ -185,7 +185,7 @@ class Reader:
             self.dispatcher.metrics.count(M_GSI_QUERIES, index=index)
         # Through an index, transient failures get a small retry budget before the Scan takes over.
         retry = self.dispatcher.retry
-        retry = retry if not index else replace(retry, cap_s=min(retry.cap_s, 1.0), max_stalls=3)
+        retry = retry if not index else replace(retry, cap_s=min(retry.cap_s, 1.0), max_attempts=4)
         try:
             while True:
                 started = time.perf_counter()

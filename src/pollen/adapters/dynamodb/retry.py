@@ -1,10 +1,9 @@
-"""Retry policy (capped exponential backoff with full jitter, budget in rounds without progress) and the adaptive
-rate limiter (AIMD token bucket in write capacity units per second) that parallel write workers share."""
+"""The adaptive rate limiter (AIMD token bucket in write capacity units per second) that parallel write workers
+share. It paces the writes; the waits between retries are :mod:`pollen.backoff`'s."""
 
 from __future__ import annotations
 
 import math
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -15,34 +14,6 @@ from pollen.deadline import Deadline
 #: A capacity limit stops the push-back within a cut or two (each cut lands under the capacity measured); push-back
 #: that goes on through this many cuts in a row does not depend on our rate.
 MAX_CUTS = 4
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to wait before the next attempt, and when to give up.
-
-    The budget counts *stalls*: consecutive rounds that made no progress (nothing written, or an error). A round that
-    writes part of a batch resets it, so a long load under steady partial throttling never runs out of retries, while
-    a dead service is given up on after ``max_stalls`` rounds (or at the run's deadline, whichever comes first).
-    """
-
-    base_s: float = 0.05
-    cap_s: float = 5.0
-    max_stalls: int = 10
-    rng: Callable[[float, float], float] = field(default=random.uniform, compare=False)
-
-    def delay_s(self, stalls: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**stalls)]."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(stalls, 30)))
-        return self.rng(0.0, ceiling)
-
-    def exhausted(self, stalls: int) -> bool:
-        return stalls > self.max_stalls
-
-    def sleep(self, stalls: int, deadline: Deadline) -> None:
-        wait = deadline.clamp(self.delay_s(stalls))
-        if wait > 0:
-            time.sleep(wait)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 from pollen.adapters.dynamodb.records import Record, Write
 from pollen.adapters.dynamodb.reports import ItemFailure, WriteReport, key_text
 from pollen.errors import PollenError
-from pollen.ports import DeadLetterOperation, WriteDeadLetterSink
+from pollen.ports import DeadLetterOperation, DeadLetterSink
 
 #: Items to dead-letter, each with its reason.
 DeadLetters = list[tuple[Mapping[str, Any], str]]
@@ -62,7 +62,7 @@ class ChunkResult:
 
 
 def send_dead_letters(
-    sink: WriteDeadLetterSink | None,
+    sink: DeadLetterSink | None,
     table: str,
     dead: Sequence[tuple[Mapping[str, Any], str]],
     *,

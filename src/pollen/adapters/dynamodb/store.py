@@ -50,15 +50,16 @@ from pollen.adapters.dynamodb.dispatch import Dispatcher
 from pollen.adapters.dynamodb.lease import LEASE_TTL_S, HeartbeatWait, JobLease, wait_on_event
 from pollen.adapters.dynamodb.reader import Reader
 from pollen.adapters.dynamodb.reports import WriteReport
-from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter, RetryPolicy
+from pollen.adapters.dynamodb.retry import AdaptiveRateLimiter
 from pollen.adapters.dynamodb.scan import Scanner
 from pollen.adapters.dynamodb.schema import DEFAULT_BOOKKEEPING, HASH_ATTRIBUTE, TableCatalog, TableInfo
 from pollen.adapters.dynamodb.transactions import Transactions
 from pollen.adapters.dynamodb.upsert import UpsertPlanner
 from pollen.adapters.dynamodb.versions import VersionReader
+from pollen.backoff import DYNAMODB_BACKOFF, Backoff
 from pollen.deadline import Deadline
 from pollen.observability import MetricsRecorder
-from pollen.ports import Item, Key, WriteDeadLetterSink
+from pollen.ports import DeadLetterSink, Item, Key
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,10 @@ class DynamoStore:
         client_factory: Callable[[], Any] | None = None,
         table_prefix: str = "",
         metrics: MetricsRecorder | None = None,
-        dead_letters: WriteDeadLetterSink | None = None,
+        dead_letters: DeadLetterSink | None = None,
         concurrency: int = 4,
         wcu_limit: float | None = None,
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         bookkeeping: Iterable[str] = DEFAULT_BOOKKEEPING,
         region: str = "us-east-1",
         endpoint_url: str | None = None,
@@ -92,7 +93,7 @@ class DynamoStore:
         self.metrics = metrics or MetricsRecorder()
         self.dead_letters = dead_letters
         self.concurrency = max(1, concurrency)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DYNAMODB_BACKOFF
         self.limiter = AdaptiveRateLimiter(wcu_limit)
         self.bookkeeping = frozenset(bookkeeping) | {HASH_ATTRIBUTE}
         self.run_id = run_id or uuid.uuid4().hex
@@ -140,7 +141,7 @@ class DynamoStore:
         operation: str,
         deadline: Deadline,
         keys: Sequence[Mapping[str, Any]] = (),
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         **params: Any,
     ) -> Any:
         """One call through the dispatcher's retry loop (for the lease's reads)."""

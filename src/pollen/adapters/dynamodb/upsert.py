@@ -26,7 +26,7 @@ from pollen.adapters.dynamodb.settlement import ChunkResult, send_dead_letters
 from pollen.adapters.dynamodb.versions import VersionReader, Versions, versions_of
 from pollen.deadline import Deadline
 from pollen.errors import PollenError
-from pollen.ports import Item, WriteDeadLetterSink
+from pollen.ports import DeadLetterSink, Item
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class UpsertPlanner:
         writer: BatchWriter,
         *,
         bookkeeping: frozenset[str],
-        dead_letters: WriteDeadLetterSink | None,
+        dead_letters: DeadLetterSink | None,
     ) -> None:
         self.catalog = catalog
         self.dispatcher = dispatcher

@@ -12,7 +12,7 @@ Per-item outcomes of a ``_bulk`` response:
 - 409 (the engine's optimistic-concurrency conflict, after ``retry_on_conflict``): a concurrent writer touched the
   document between the script's read and write; the item is sent again, and the script then decides (usually
   ``noop``). It is never taken as success blindly, because here it says nothing about which version won;
-- 429 and 5xx: sent again with exponential backoff, up to ``max_attempts``; then reported failed;
+- 429 and 5xx: sent again after :mod:`pollen.backoff`'s wait, up to ``backoff.max_attempts``; then reported failed;
 - any other 4xx (400 mapping errors, ...): rejected, dead-lettered with the full record by the caller.
 
 Requests are signed with SigV4 through opensearch-py's own signer (``Urllib3AWSV4SignerAuth`` on its default
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from pollen.backoff import BATCH_BACKOFF, Backoff
 from pollen.errors import ConfigError
 from pollen.observability import MetricsRecorder
 from pollen.ports import TOMBSTONE_RETENTION_S, ApplyResult, Change, SearchHit
@@ -76,21 +77,16 @@ class OpenSearchIndex:
         *,
         index_prefix: str = "",
         metrics: MetricsRecorder | None = None,
-        max_attempts: int = 5,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 5.0,
+        backoff: Backoff = BATCH_BACKOFF,
         retry_on_conflict: int = 3,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.index_prefix = index_prefix
         self.metrics = metrics
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
         self.retry_on_conflict = retry_on_conflict
-        self.sleep = sleep
         self.clock = clock
 
     @classmethod
@@ -172,9 +168,8 @@ class OpenSearchIndex:
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         result = ApplyResult()
         todo = list(changes)
-        for attempt in range(1, self.max_attempts + 1):
-            if not todo:
-                break
+        failures = 0
+        while todo:
             retry: list[tuple[Change, str]] = []
             try:
                 response = self.client.bulk(body=self.bulk_body(todo))
@@ -190,15 +185,16 @@ class OpenSearchIndex:
                 retry = self._sort_items(todo, response, result)
             if not retry:
                 break
-            if attempt == self.max_attempts:
+            failures += 1
+            if self.backoff.exhausted(failures):
                 result.failed += retry
                 break
             result.retries += len(retry)
             if self.metrics is not None:
                 self.metrics.count("IndexRetries", len(retry))
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-            log.info("retrying bulk items", extra={"items": len(retry), "attempt": attempt, "delay_s": delay})
-            self.sleep(delay)
+            delay = self.backoff.delay_s(failures)
+            log.info("retrying bulk items", extra={"items": len(retry), "attempt": failures, "delay_s": delay})
+            self.backoff.sleeper(delay)
             todo = [c for c, _ in retry]
         return result
 

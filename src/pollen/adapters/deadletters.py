@@ -1,13 +1,21 @@
-"""Dead-letter sinks: where items that could not be written go, in a form `pollen load` replays.
+"""The dead-letter family: where what could not be written goes, in a form that can be replayed.
 
-The default sink writes, per table, run and operation, a JSON Lines file under ``<home>/dead-letters/``:
-``<table>-<run>.jsonl`` for puts and ``<table>-<run>.deletes.jsonl`` for deletes. The first line is a header that
-says what the file holds, ``{"pollenDeadLetters": {"version": 1, "operation": "put"|"delete", "table": "<table>"}}``;
-every other line is one plain JSON item (puts) or key (deletes), numbers exact. A sibling ``.reasons.jsonl`` file
-(``<table>-<run>.reasons.jsonl``, ``<table>-<run>.deletes.reasons.jsonl``) has one ``{"reason": ..., "item": true}``
-per dead letter, in the same order; the reason names the key. Replaying either file is ``pollen load <table> <file>``:
-``load`` recognises the header and puts or deletes accordingly (both idempotent). An item that cannot be written as
-JSON at all (only possible for invalid input) appears in the reasons file only.
+One port (:class:`pollen.ports.DeadLetterSink`), four sinks, used by the store (items and keys) and by the stream
+sync (whole stream records) alike:
+
+- :class:`JsonlDeadLetters`: per table, run and operation, a JSON Lines file under ``<home>/dead-letters/``:
+  ``<table>-<run>.jsonl`` for puts and ``<table>-<run>.deletes.jsonl`` for deletes. The first line is a header that
+  says what the file holds, ``{"pollenDeadLetters": {"version": 1, "operation": "put"|"delete", "table": "<table>"}}``;
+  every other line is one plain JSON item (puts) or key (deletes), numbers exact. A sibling ``.reasons.jsonl`` file
+  (``<table>-<run>.reasons.jsonl``, ``<table>-<run>.deletes.reasons.jsonl``) has one ``{"reason": ..., "item": true}``
+  per dead letter, in the same order; the reason names the key. Replaying either file is
+  ``pollen load <table> <file>``: ``load`` recognises the header and puts or deletes accordingly (both idempotent).
+  An item that cannot be written as JSON at all (only possible for invalid input) appears in the reasons file only.
+- :class:`StreamRecordFile`: stream records the search index refused, one ``{"table", "reason", "at", "record"}``
+  line each in ``<home>/dead-letters/stream-records.jsonl`` (the full record, for inspection and a backfill).
+- :class:`SqsDeadLetters`: either kind to an SQS queue (Lambda, where the local disk does not outlive an
+  invocation); :class:`SqsDeadLetterReader` reads them back for ``pollen dead-letters replay``.
+- :class:`MemoryDeadLetters`: in memory (tests, and callers that forward dead letters elsewhere).
 """
 
 from __future__ import annotations
@@ -29,13 +37,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
 from pollen.aws import translate
+from pollen.backoff import BATCH_BACKOFF, Backoff
 from pollen.errors import ConfigError, DeadLettersLost
 from pollen.ports import ITEM, DeadLetterOperation, QueuedDeadLetter
-from pollen.ports import STREAM_RECORD as STREAM_RECORD  # importable here, as before
 
 log = logging.getLogger(__name__)
 
 
+#: The stream sync's local dead-letter file, under POLLEN_HOME.
+STREAM_RECORD_FILE = "dead-letters/stream-records.jsonl"
 #: The header's only key: no item can consist of it alone (an item holds its table's key attributes, and a key
 #: attribute is a string, number or binary, never a map).
 HEADER_KEY = "pollenDeadLetters"
@@ -64,8 +74,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def read_dead_letter_file(path: Path) -> tuple[tuple[DeadLetterOperation, str] | None, list[Any]]:
     """A dead-letter file's header (None for a plain JSON Lines file) and its items or keys (tests, tools)."""
-    from pollen.adapters.dynamodb.codec import loads_plain
-
     values = [loads_plain(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     header = read_header(values[0]) if values else None
     return header, values[1:] if header is not None else values
@@ -87,7 +95,30 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-class JsonlDeadLetters:
+class _Sink:
+    """What every sink shares: one dead letter is ``put_many`` of one."""
+
+    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+        self.put_many(table, [(item, reason)], operation=operation)
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
+        raise NotImplementedError
+
+
+def _not_kept(where: Path, exc: OSError, count: int, what: str) -> ConfigError:
+    """A dead-letter folder that cannot be written (``POLLEN_HOME`` is a file, no permission, disk full)."""
+    return ConfigError(
+        f"cannot write dead letters to {where}: {exc.strerror or exc} (check POLLEN_HOME); {count} {what} not kept"
+    )
+
+
+class JsonlDeadLetters(_Sink):
     """JSON Lines files under a folder, one item file and one reasons file per table and run."""
 
     def __init__(self, folder: Path, *, run_id: str | None = None) -> None:
@@ -105,9 +136,6 @@ class JsonlDeadLetters:
     def reasons_path_for(self, table: str, operation: DeadLetterOperation = "put") -> Path:
         return self.path_for(table, operation).with_suffix(".reasons.jsonl")
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
-        self.put_many(table, [(item, reason)], operation=operation)
-
     def put_many(
         self,
         table: str,
@@ -115,8 +143,7 @@ class JsonlDeadLetters:
         *,
         operation: DeadLetterOperation = "put",
     ) -> None:
-        """Append many dead letters with one open per file. A folder that cannot be written (``POLLEN_HOME`` is a
-        file, no permission, disk full) is a configuration error."""
+        """Append many dead letters with one open per file."""
         items: list[str] = []
         reasons: list[str] = []
         for item, reason in entries:
@@ -139,10 +166,7 @@ class JsonlDeadLetters:
                 with self.reasons_path_for(table, operation).open("a", encoding="utf-8") as fh:
                     fh.writelines(reasons)
             except OSError as exc:
-                raise ConfigError(
-                    f"cannot write dead letters to {self.folder}: {exc.strerror or exc} (check POLLEN_HOME); "
-                    f"{len(reasons)} {table} dead letters not kept"
-                ) from exc
+                raise _not_kept(self.folder, exc, len(reasons), f"{table} dead letters") from exc
             self.counts[table] = self.counts.get(table, 0) + len(reasons)
             self._written.add(path)
 
@@ -151,24 +175,71 @@ class JsonlDeadLetters:
         return sorted(p for p in self._written if p.exists())
 
 
-class MemoryDeadLetters:
+class StreamRecordFile(_Sink):
+    """Stream records as JSON Lines, ``{"table", "reason", "at", "record"}`` with the full record, in one file (the
+    stream sync's local sink: ``pollen stream`` and ``pollen dead-letters replay``). A record says itself what it
+    did (its ``eventName``), so ``operation`` is not written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def in_home(cls, home: Path) -> StreamRecordFile:
+        return cls(home / STREAM_RECORD_FILE)
+
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
+        at = time.time()
+        lines = [
+            json.dumps({"table": table, "reason": reason[:500], "at": at, "record": item}, default=str, sort_keys=True)
+            + "\n"
+            for item, reason in entries
+        ]
+        if not lines:
+            return
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.writelines(lines)
+            except OSError as exc:
+                raise _not_kept(self.path, exc, len(lines), f"{table} stream records") from exc
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+
+
+class MemoryDeadLetters(_Sink):
     """Keeps dead letters in memory (tests, and callers that forward them elsewhere)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: ``(table, item or key or record, reason)``, in the order they came.
         self.entries: list[tuple[str, dict[str, Any], str]] = []
         #: The operation of each entry, in the same order.
         self.operations: list[DeadLetterOperation] = []
 
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
+    def put_many(
+        self,
+        table: str,
+        entries: Iterable[tuple[Mapping[str, Any], str]],
+        *,
+        operation: DeadLetterOperation = "put",
+    ) -> None:
         with self._lock:
-            self.entries.append((table, dict(item), reason))
-            self.operations.append(operation)
+            for item, reason in entries:
+                self.entries.append((table, dict(item), reason))
+                self.operations.append(operation)
 
 
-#: What a dead letter holds (message attribute ``kind``): a plain item of a table (replayed into the table, or a
-#: key deleted from it when the attribute ``operation`` is ``delete``) or a whole DynamoDB stream record (replayed
-#: into the search index).
 #: Our ceiling for one SQS message, body and attributes together (SQS counts both), and for one SendMessageBatch.
 SQS_MESSAGE_LIMIT = 256 * 1024
 #: Body encoding (attribute ``encoding``) of a dead letter too big for a message as plain JSON.
@@ -193,7 +264,7 @@ class _Entry:
         return len(self.body.encode()) + attrs
 
 
-class SqsDeadLetters:
+class SqsDeadLetters(_Sink):
     """Dead letters to an SQS queue (production, where the local disk does not outlive an invocation).
 
     Each message body is one plain JSON document (an item exactly as `pollen load` reads it, numbers exact, or a
@@ -201,8 +272,8 @@ class SqsDeadLetters:
     message attributes. A message never exceeds
     ``message_limit`` (256 KiB, body and attributes): the reason is cut to 1,000 characters, a body too big as
     plain JSON is sent gzip-compressed and base64-encoded (attribute ``encoding``), and batches are packed by size
-    as well as by count. Refused entries (a failed call or SendMessageBatch's partial ``Failed``) are sent again with
-    exponential backoff, up to ``max_attempts``. What still did not go (or an item too big even compressed: a
+    as well as by count. Refused entries (a failed call or SendMessageBatch's partial ``Failed``) are sent again after
+    ``backoff``'s waits (:mod:`pollen.backoff`), up to its ``max_attempts``. What still did not go (or an item too big even compressed: a
     DynamoDB item of 400 KB of incompressible data) goes to ``fallback`` when there is one (the CLI's local files),
     else raises :class:`DeadLettersLost`, so that the Lambda invocation fails and its event source retries it.
     """
@@ -218,11 +289,9 @@ class SqsDeadLetters:
         endpoint_url: str | None = None,
         fallback: Any = None,
         kind: str = ITEM,
-        max_attempts: int = 5,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 5.0,
+        backoff: Backoff = BATCH_BACKOFF,
         message_limit: int = SQS_MESSAGE_LIMIT,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if client is None:
             from pollen.adapters.dynamodb.client import make_client
@@ -232,16 +301,10 @@ class SqsDeadLetters:
         self.client = client
         self.fallback = fallback
         self.kind = kind
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
         self.message_limit = message_limit
-        self.sleep = sleep
         self.sent = 0
         self.retries = 0
-
-    def put(self, table: str, item: Mapping[str, Any], reason: str, *, operation: DeadLetterOperation = "put") -> None:
-        self.put_many(table, [(item, reason)], operation=operation)
 
     def put_many(
         self,
@@ -302,19 +365,20 @@ class SqsDeadLetters:
     def _send_with_retries(self, table: str, batch: list[_Entry]) -> list[tuple[_Entry, str]]:
         todo = batch
         reasons: dict[int, str] = {}
-        for attempt in range(1, self.max_attempts + 1):
+        failures = 0
+        while True:
             failed, permanent = self._send(table, todo, reasons)
-            if permanent or not failed or attempt == self.max_attempts:
+            failures += 1
+            if permanent or not failed or self.backoff.exhausted(failures):
                 return [(e, reasons.get(id(e), "refused")) for e in failed]
             self.retries += len(failed)
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+            delay = self.backoff.delay_s(failures)
             log.warning(
                 "retrying dead letters refused by SQS",
-                extra={"table": table, "count": len(failed), "attempt": attempt, "delay_s": delay},
+                extra={"table": table, "count": len(failed), "attempt": failures, "delay_s": delay},
             )
-            self.sleep(delay)
+            self.backoff.sleeper(delay)
             todo = failed
-        return []
 
     def _send(self, table: str, batch: list[_Entry], reasons: dict[int, str]) -> tuple[list[_Entry], bool]:
         """Send once; returns the entries SQS did not take, and whether retrying them is pointless."""
@@ -343,7 +407,7 @@ class SqsDeadLetters:
 
 
 class SqsDeadLetterReader:
-    """Reads what :class:`SqsDeadLetters` wrote (bodies decoded, numbers exact) and deletes what was replayed."""
+    """Implements :class:`pollen.ports.DeadLetterQueue`: reads what :class:`SqsDeadLetters` wrote (bodies decoded, numbers exact) and deletes what was replayed."""
 
     def __init__(
         self, queue_url: str, *, client: Any = None, region: str = "us-east-1", endpoint_url: str | None = None
