@@ -9,6 +9,9 @@ What the patch does: the same sorts with a key of native values (``DynamoType.ca
 and while a base-table Query runs, ``all_items`` returns just the queried partition (``Table.items[hash_key]``), in
 range-key order; while an index Query runs, ``all_items`` returns the items unsorted.
 
+A whole-table order is kept (per table, weakly) with the identities of the items it was computed from, and reused
+while the table holds exactly those item objects in the same dict order: a Scan's pages and segments then sort once.
+
 Why it is equivalent: ``DynamoType`` compares by ``cast_value`` (``==`` also requires the same type tag), so when
 every value at a key position has the same type tag the native keys compare exactly as the ``DynamoType`` keys do,
 and Python's stable sort yields the same order. If the tags differ at some position (possible on an index attribute
@@ -16,13 +19,18 @@ moto does not type-check) or the native sort raises, moto's own sort runs instea
 items moto's filter would keep: items are stored under their own hash key, and the dict lookup uses the same
 ``__hash__``/``__eq__`` as the filter; within a partition moto's (hash, range) order is the range order. An index
 Query sorts the items it keeps by index keys then table keys, unique per item, so with the native sort the order it
-was given cannot show; should moto's own sort run instead (mixed tags), it first gets the table order back.
+was given cannot show; should moto's own sort run instead (mixed tags), it first gets the table order back. The
+kept order holds references to its items, so their identities cannot be reused by other objects while it is kept;
+an item's key never changes in place (moto sets it in ``Item.__init__`` only), so the same objects in the same order
+sort the same way. Any put (a new item object), delete or insert changes the identities and the order is sorted
+again.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -37,6 +45,9 @@ _query_signature = inspect.signature(_original_query)
 #: The (table, hash key) of the base-table Query running on this thread, or (table, _INDEX) for an index Query.
 _partition_query = threading.local()
 _INDEX = object()
+
+#: Per table: the identities of the stored items (in dict order) and the order sorted from them.
+_table_orders: weakref.WeakKeyDictionary[Any, tuple[list[int], list[Any]]] = weakref.WeakKeyDictionary()
 
 
 def _native(value: Any) -> Any:
@@ -96,10 +107,23 @@ def all_items(self: Any) -> list[Any]:
             return _stored_items(self, self.items.values())
         partition = self.items.get(hint[1])
         items = _stored_items(self, [] if partition is None else [partition])
-    else:
-        items = _stored_items(self, self.items.values())
+        ordered = native_order(items, _table_key)
+        return ordered if ordered is not None else _original_all_items(self)
+    return _whole_table_order(self)
+
+
+def _whole_table_order(table: Any) -> list[Any]:
+    """Every item in (hash, range) order, sorted again only when the table holds other item objects."""
+    items = _stored_items(table, table.items.values())
+    identities = list(map(id, items))
+    kept = _table_orders.get(table)
+    if kept is not None and kept[0] == identities:
+        return list(kept[1])
     ordered = native_order(items, _table_key)
-    return ordered if ordered is not None else _original_all_items(self)
+    if ordered is None:
+        return _original_all_items(table)
+    _table_orders[table] = (identities, ordered)
+    return list(ordered)
 
 
 def sorted_items(

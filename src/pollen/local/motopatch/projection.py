@@ -12,6 +12,9 @@ What the patch does:
 - ``Item.project``: when every projected path is one top-level name (no nested path, no list index, no name twice),
   converts only those attributes, each exactly as ``to_regular_json`` converts it, in the order of the paths, and
   builds the result the same way (``TypeSerializer`` then ``Item``). Any other projection runs moto's own code.
+  A string, number or boolean attribute is converted by the two steps that apply to it (a string and a boolean are
+  their own plain and serialized forms; a number goes through ``TypeDeserializer._deserialize_n`` and
+  ``TypeSerializer._serialize_n``), without the type dispatch; other attributes take the whole conversion.
 - ``Table.scan`` and ``Table.query`` called with a projection: while they run (on this thread), the deep copies they
   make of the items they return are the items themselves (a list of items is copied shallowly).
 
@@ -65,10 +68,22 @@ def project(self: Any, projection_expressions: list[list[str]]) -> Any:
     names = top_level_names(projection_expressions)
     if names is None:
         return _original_project(self, projection_expressions)
-    result = {
-        name: deserializer.deserialize(self.attrs[name].to_regular_json()) for name in names if name in self.attrs
-    }
-    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=serializer.serialize(result)["M"])
+    attrs = self.attrs
+    projected = {name: _converted(attrs[name]) for name in names if name in attrs}
+    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=projected)
+
+
+def _converted(attribute: Any) -> dict[str, Any]:
+    """``serializer.serialize(deserializer.deserialize(attribute.to_regular_json()))`` of one attribute."""
+    tag, value = attribute.type, attribute.value
+    if tag == "S" and type(value) is str:
+        return {"S": value}
+    if tag == "N" and type(value) is str:
+        return {"N": serializer._serialize_n(deserializer._deserialize_n(value))}
+    if tag == "BOOL" and type(value) is bool:
+        return {"BOOL": value}
+    converted: dict[str, Any] = serializer.serialize(deserializer.deserialize(attribute.to_regular_json()))
+    return converted
 
 
 class _CopyModule:
