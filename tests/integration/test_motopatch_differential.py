@@ -282,10 +282,33 @@ class Generator:
             actions.append({kind: action})
         return {"TransactItems": actions}
 
-    def projection(self) -> dict[str, Any]:
-        if self.random.random() < 0.6:
+    def projection(self, table: str | None = None) -> dict[str, Any]:
+        """A ProjectionExpression (or none): top-level names, which the patch projects itself, missing names among
+        them, and nested paths and list indexes, which moto projects."""
+        r = self.random
+        if r.random() < 0.45:
             return {}
-        return {"ProjectionExpression": "#p, sk, a0, a1.k0", "ExpressionAttributeNames": {"#p": "pk"}}
+        if table == self.hashed:
+            return {"ProjectionExpression": r.choice(["id, a0, a2", "a1, a3", "a0"])}
+        return r.choice(
+            [
+                {"ProjectionExpression": "#p, sk, a0, a1.k0", "ExpressionAttributeNames": {"#p": "pk"}},
+                {"ProjectionExpression": "a0, #s, due, a3", "ExpressionAttributeNames": {"#s": "status"}},
+                {"ProjectionExpression": "a2, pk, blob, kind, a4, #c", "ExpressionAttributeNames": {"#c": "counter"}},
+                {"ProjectionExpression": "a1[0], a0"},
+                {"ProjectionExpression": "sk, a0, a1, a2, a3, a4, #n", "ExpressionAttributeNames": {"#n": "n"}},
+            ]
+        )
+
+    def with_projection(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` with a projection added (its attribute names merged with the request's own)."""
+        extra = self.projection(request.get("TableName"))
+        if extra:
+            request["ProjectionExpression"] = extra["ProjectionExpression"]
+            names = {**request.get("ExpressionAttributeNames", {}), **extra.get("ExpressionAttributeNames", {})}
+            if names:
+                request["ExpressionAttributeNames"] = names
+        return request
 
     def query(self) -> dict[str, Any]:
         r = self.random
@@ -300,7 +323,6 @@ class Generator:
                 values[":lo"] = {"N": str(r.randint(0, 12))}
             if ":hi" in bound:
                 values[":hi"] = {"N": str(r.randint(12, 24))}
-            request.update(self.projection())
         elif index == "byStatus":
             request["IndexName"] = index
             request["KeyConditionExpression"] = "#s = :h" + r.choice(["", " AND due >= :lo"])
@@ -315,15 +337,16 @@ class Generator:
         if r.random() < 0.3:
             request["FilterExpression"] = "attribute_exists(a0)"
         request["ExpressionAttributeValues"] = values
+        self.with_projection(request)
         if r.random() < 0.7:
             request["Limit"] = r.choice([1, 4, 20])
         if r.random() < 0.2:
             request["Select"] = "COUNT"
             request.pop("ProjectionExpression", None)
-            if "#p" not in request.get("KeyConditionExpression", "") and "ExpressionAttributeNames" in request:
-                request["ExpressionAttributeNames"].pop("#p", None)
-                if not request["ExpressionAttributeNames"]:
-                    del request["ExpressionAttributeNames"]
+            used = request["KeyConditionExpression"] + request.get("FilterExpression", "")
+            names = {k: v for k, v in request.pop("ExpressionAttributeNames", {}).items() if k in used}
+            if names:
+                request["ExpressionAttributeNames"] = names
         return request
 
     def scan(self) -> dict[str, Any]:
@@ -341,6 +364,8 @@ class Generator:
             request["ExpressionAttributeValues"] = {":t": {"S": r.choice(["S", "N", "M", "B"])}}
         if r.random() < 0.3 and "IndexName" not in request:
             request["ProjectionExpression"] = "a0, a1, a4"
+        elif r.random() < 0.4:
+            self.with_projection(request)
         return request
 
     def next_request(self) -> tuple[str, dict[str, Any]]:
@@ -382,9 +407,7 @@ class Generator:
         if roll < 0.62:
             table, key = self.table_and_key()
             request = {"TableName": table, "Key": key, "ConsistentRead": r.random() < 0.5}
-            if table == self.ranged:
-                request.update(self.projection())
-            return "GetItem", request
+            return "GetItem", self.with_projection(request)
         if roll < 0.68:
             items: dict[str, dict[str, Any]] = {}
             seen = set()
@@ -393,6 +416,9 @@ class Generator:
                 if json.dumps([table, key]) not in seen:
                     seen.add(json.dumps([table, key]))
                     items.setdefault(table, {"Keys": []})["Keys"].append(key)
+            for table, request in items.items():
+                projection = self.projection(table)
+                request.update(projection)
             return "BatchGetItem", {"RequestItems": items}
         if roll < 0.86:
             return "Query", self.query()

@@ -8,6 +8,8 @@ stock and a patched server and compares the responses.
 - ``ordering``: Query and Scan sort on native key values computed once; a base-table Query reads its partition only.
 - ``transactions``: TransactWriteItems saves and restores the items it addresses, not deep copies of whole tables.
 - ``itemsize``: an item's size summed once while it is built.
+- ``projection``: a projection converts only the projected attributes; a projected Query or Scan does not deep-copy
+  the items it projects.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ def apply() -> bool:
             PATCHED_MOTO_VERSION,
         )
         return False
-    from pollen.local.motopatch import itemsize, ordering, serializer, transactions
+    from pollen.local.motopatch import itemsize, ordering, projection, serializer, transactions
 
     serializer.apply()
     ordering.apply()
+    projection.apply()  # after ordering: it wraps the Table.query ordering installs
     transactions.apply()
     itemsize.apply()
     _applied = True

@@ -12,21 +12,37 @@ attributes equals the sum ``LimitedSizeDict`` recomputes (``bytesize(name) + val
 check compares the same numbers against the same limit. Later changes still go through ``LimitedSizeDict``. Any
 attribute name that is not a ``str`` (which moto would size as ``str(name)`` in one place and as itself in the other)
 makes moto's own ``__init__`` build the item.
+
+``DynamoType.size`` of a string (``S`` holding a ``str``) or a number (``N``) is computed directly: moto's method
+tests number, set, list, map and ``bool`` in turn and then returns ``len(str(value))`` for a number and
+``bytesize(value)`` (the UTF-8 length of a ``str``) for a string; the direct branch returns the same. Every other
+value goes to moto's method.
+
+``Table.scan`` and ``Table.query`` size every item they read twice (the 1 MB page limit, then the page's running
+size): while one runs (on this thread), ``Item.size`` is remembered per item object for the rest of that call. The
+read itself changes no stored item, so the second size equals the first (a write racing the read on another thread
+races in stock moto as well); the memo keeps each item it sized alive, so an identity cannot be reused within the
+call.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import bytesize
 
 #: The limit ``LimitedSizeDict.__setitem__`` enforces (moto 5.2.5).
 ITEM_SIZE_LIMIT = 405000
 
 _original_init: Callable[..., None] = Item.__init__
+_original_size: Callable[..., int] = DynamoType.size
+_original_item_size: Callable[..., int] = Item.size
+_read_sizes = threading.local()
 
 
 def item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
@@ -47,5 +63,44 @@ def item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -
         size += attribute_size
 
 
+def attribute_size(self: Any) -> int:
+    """moto's ``DynamoType.size``, directly for strings and numbers."""
+    tag = self.type
+    if tag == "S":
+        value = self.value
+        if type(value) is str:
+            return len(value.encode("utf-8"))
+    elif tag == "N":
+        return len(str(self.value))
+    return _original_size(self)
+
+
+def item_size(self: Any) -> int:
+    """moto's ``Item.size``, remembered per item during one Scan or Query."""
+    memo: dict[int, tuple[Any, int]] | None = getattr(_read_sizes, "memo", None)
+    if memo is None:
+        return _original_item_size(self)
+    known = memo.get(id(self))
+    if known is None:
+        known = memo[id(self)] = (self, _original_item_size(self))
+    return known[1]
+
+
+def _sizes_remembered(read: Callable[..., Any]) -> Callable[..., Any]:
+    def sized_read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_read_sizes, "memo", None)
+        _read_sizes.memo = {} if outer is None else outer
+        try:
+            return read(self, *args, **kwargs)
+        finally:
+            _read_sizes.memo = outer
+
+    return sized_read
+
+
 def apply() -> None:
     Item.__init__ = item_init  # type: ignore[method-assign]
+    DynamoType.size = attribute_size  # type: ignore[method-assign]
+    Item.size = item_size  # type: ignore[method-assign]
+    Table.scan = _sizes_remembered(Table.scan)  # type: ignore[method-assign]
+    Table.query = _sizes_remembered(Table.query)  # type: ignore[method-assign]

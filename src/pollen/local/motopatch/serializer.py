@@ -18,6 +18,13 @@ direct pass. ``AttributeValue`` and the maps of it carry no serialized-name over
 registers no response transformers, which is what the skipped picker would consult. Any value outside that form
 (``None``, numbers as Python ints, an unknown tag, an empty map key, which moto's walk mistakes for the top level)
 makes the direct pass give up and moto's walk serialize it.
+
+Before that walk, moto turns the response's model objects into plain values (``utilities.dynamo_to_dict``, called by
+``DynamoResult``). Its replacement converts an attribute value (``DynamoType``) holding a ``str`` under any tag but
+``B``/``BS``, or a ``bool`` under ``BOOL``/``NULL``, to ``{tag: value}`` directly, which is what moto's function returns
+for them (for such a value its recursion returns the value itself: not a datetime, a model, a dict nor a list); plain
+dicts and lists are walked the same way; everything else goes to moto's function, whose own recursion comes back
+here (it looks itself up by module name).
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.core import serialize as moto_serialize
+from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.models import utilities as dynamodb_utilities
+from moto.dynamodb.models.dynamo_type import DynamoType
 
 #: Returned by the direct encoder when a value is outside the form it handles; moto's walk serializes it instead.
 _GIVE_UP: Any = object()
@@ -144,7 +154,29 @@ class DynamoDBJSONSerializer(moto_serialize.JSONSerializer):
 SERVICES = ("dynamodb", "dynamodbstreams")
 
 
+_original_dynamo_to_dict: Any = dynamodb_utilities.dynamo_to_dict
+_BINARY_TAGS = frozenset({"B", "BS"})
+
+
+def dynamo_to_dict(obj: Any) -> Any:
+    """moto's ``dynamo_to_dict``, direct for strings, booleans, plain dicts and lists."""
+    kind = type(obj)
+    if kind is DynamoType:
+        tag, value = obj.type, obj.value
+        if type(value) is str and tag not in _BINARY_TAGS:
+            return {tag: value}
+        if type(value) is bool and tag in _BOOLEAN_TAGS:
+            return {tag: value}
+    elif kind is dict:
+        return {key: dynamo_to_dict(value) for key, value in obj.items()}
+    elif kind is list:
+        return [dynamo_to_dict(element) for element in obj]
+    return _original_dynamo_to_dict(obj)
+
+
 def apply() -> None:
     """Register the serializer for DynamoDB and DynamoDB Streams in moto's per-service table."""
     for service in SERVICES:
         moto_serialize.SERVICE_SPECIFIC_SERIALIZERS.setdefault(service, {})["json"] = DynamoDBJSONSerializer
+    dynamodb_utilities.dynamo_to_dict = dynamo_to_dict
+    dynamodb_responses.dynamo_to_dict = dynamo_to_dict  # type: ignore[attr-defined]
