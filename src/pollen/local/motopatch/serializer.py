@@ -156,6 +156,7 @@ SERVICES = ("dynamodb", "dynamodbstreams")
 
 _original_dynamo_to_dict: Any = dynamodb_utilities.dynamo_to_dict
 _BINARY_TAGS = frozenset({"B", "BS"})
+_BOOLEAN_TAGS = frozenset({"NULL", "BOOL"})
 
 
 def dynamo_to_dict(obj: Any) -> Any:
