@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal
 from urllib.parse import quote
-
-from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from pollen.errors import InvalidRecord
 from pollen.tables import STREAMED_TABLES, TableDef
@@ -35,7 +35,25 @@ SEQUENCE_WIDTH = 48
 ZERO_SEQUENCE = "0"
 
 Operation = Literal["upsert", "delete"]
-_deserializer = TypeDeserializer()
+
+
+@cache
+def _deserializer() -> Any:
+    # Imported on first use: boto3.dynamodb.types loads the whole of boto3 (s3transfer included), which a handler's
+    # cold import does not need.
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
+
+
+def _binary_value(value: Any) -> bytes | None:
+    """The bytes of a binary value (bytes, or boto3's ``Binary`` once boto3 decoded one), else None."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    types = sys.modules.get("boto3.dynamodb.types")  # no Binary can exist before boto3's types are loaded
+    if types is not None and isinstance(value, types.Binary):
+        return bytes(value.value)
+    return None
 
 
 def version_key(sequence_number: str, *, backfill: bool = False) -> str:
@@ -64,15 +82,15 @@ def to_json_value(value: Any) -> Any:
         return format(value, "f")
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, Binary | bytes | bytearray):
-        return base64.b64encode(bytes(value.value if isinstance(value, Binary) else value)).decode("ascii")
+    if (raw_value := _binary_value(value)) is not None:
+        return base64.b64encode(raw_value).decode("ascii")
     if isinstance(value, set | frozenset):
         members = list(value)
         if all(isinstance(m, Decimal | int) for m in members):
             return [format(Decimal(m), "f") for m in sorted(members)]
-        if all(isinstance(m, Binary | bytes | bytearray) for m in members):
-            raw = sorted(bytes(m.value if isinstance(m, Binary) else m) for m in members)
-            return [base64.b64encode(b).decode("ascii") for b in raw]
+        binaries = [_binary_value(m) for m in members]
+        if all(b is not None for b in binaries):
+            return [base64.b64encode(b).decode("ascii") for b in sorted(b for b in binaries if b is not None)]
         return sorted(str(m) for m in members)
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
@@ -92,7 +110,7 @@ def to_document(item: Mapping[str, Any]) -> dict[str, Any]:
 def deserialize_image(image: Mapping[str, Any]) -> dict[str, Any]:
     """A DynamoDB-JSON image (``{"a": {"S": "x"}}``) as a plain item."""
     try:
-        return {k: _deserializer.deserialize(v) for k, v in image.items()}
+        return {k: _deserializer().deserialize(v) for k, v in image.items()}
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise InvalidRecord(f"undecodable image: {exc}") from exc
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+# boto3 and botocore's client machinery are imported when a client is built, not with this module: a Lambda
+# handler's cold import then loads neither (boto3 alone brings s3transfer).
 
 #: Credentials for loopback endpoints (the embedded stack, moto) when the environment has none; never sent anywhere
 #: else.
@@ -30,6 +33,8 @@ def is_loopback(url: str) -> bool:
 def _config(
     region: str, max_attempts: int, max_pool_connections: int, connect_timeout_s: float, read_timeout_s: float
 ) -> Config:
+    from botocore.config import Config
+
     return Config(
         region_name=region,
         retries={"mode": "standard", "total_max_attempts": max_attempts},
@@ -56,6 +61,8 @@ def make_client(
     Without ``endpoint_url`` botocore resolves the endpoint as always (``AWS_ENDPOINT_URL*``, the config file, FIPS,
     dual-stack, partitions). Without credentials the client signs with :data:`LOCAL_CREDENTIALS` only when that
     endpoint is on loopback; elsewhere the first call fails with ``NoCredentialsError``."""
+    import boto3
+
     config = _config(region, max_attempts, max_pool_connections, connect_timeout_s, read_timeout_s)
     session = session or boto3.session.Session()
     kwargs: dict[str, Any] = {"config": config, "region_name": region}
@@ -87,6 +94,7 @@ class Endpoint:
 
 def resolve_endpoint(*, region: str, endpoint_url: str | None = None, session: Any = None) -> Endpoint:
     """Ask botocore: build a DynamoDB client (no request is sent) and read its endpoint and HTTP settings."""
+    import boto3
     from botocore.httpsession import get_cert_path
 
     client = (session or boto3.session.Session()).client(
