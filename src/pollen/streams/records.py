@@ -85,13 +85,7 @@ def to_json_value(value: Any) -> Any:
     if (raw_value := _binary_value(value)) is not None:
         return base64.b64encode(raw_value).decode("ascii")
     if isinstance(value, set | frozenset):
-        members = list(value)
-        if all(isinstance(m, Decimal | int) for m in members):
-            return [format(Decimal(m), "f") for m in sorted(members)]
-        binaries = [_binary_value(m) for m in members]
-        if all(b is not None for b in binaries):
-            return [base64.b64encode(b).decode("ascii") for b in sorted(b for b in binaries if b is not None)]
-        return sorted(str(m) for m in members)
+        return _set_json(list(value))
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -100,6 +94,16 @@ def to_json_value(value: Any) -> Any:
         # Never produced by DynamoDB; kept exact through its repr rather than silently rounded.
         return format(Decimal(repr(value)), "f")
     raise InvalidRecord(f"unsupported value type {type(value).__name__}")
+
+
+def _set_json(members: list[Any]) -> list[str]:
+    """A number, binary or string set as a sorted JSON list (numbers exact, binaries base64)."""
+    if all(isinstance(m, Decimal | int) for m in members):
+        return [format(Decimal(m), "f") for m in sorted(members)]
+    binaries = [b for b in map(_binary_value, members) if b is not None]
+    if len(binaries) == len(members):
+        return [base64.b64encode(b).decode("ascii") for b in sorted(binaries)]
+    return sorted(str(m) for m in members)
 
 
 def to_document(item: Mapping[str, Any]) -> dict[str, Any]:
