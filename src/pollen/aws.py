@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -33,6 +31,9 @@ from pollen.errors import (
     ThrottledError,
     TransientError,
 )
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 #: Credentials for loopback endpoints (the embedded stack, moto) when the environment has none; never sent anywhere
 #: else.
@@ -74,6 +75,8 @@ def is_loopback(url: str) -> bool:
 def _config(
     region: str, max_attempts: int, max_pool_connections: int, connect_timeout_s: float, read_timeout_s: float
 ) -> Config:
+    from botocore.config import Config
+
     return Config(
         region_name=region,
         retries={"mode": "standard", "total_max_attempts": max_attempts},
@@ -101,6 +104,8 @@ def make_client(
     dual-stack, partitions). Without credentials the client signs with :data:`LOCAL_CREDENTIALS` only when that
     endpoint is on loopback; elsewhere the first call fails with ``NoCredentialsError``."""
     config = _config(region, max_attempts, max_pool_connections, connect_timeout_s, read_timeout_s)
+    import boto3  # here, not at import: a Lambda handler's cold import then skips boto3 (and s3transfer)
+
     session = session or boto3.session.Session()
     kwargs: dict[str, Any] = {"config": config, "region_name": region}
     if endpoint_url:

@@ -11,48 +11,37 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pollen.adapters import credentials as secrets
-from pollen.adapters.alpaca import AlpacaClient
-from pollen.adapters.alphavantage import AlphaVantageClient
-from pollen.adapters.credentials import Credentials, CredentialSource
-from pollen.adapters.deadletters import (
-    JsonlDeadLetters,
-    MemoryDeadLetters,
-    SqsDeadLetterReader,
-    SqsDeadLetters,
-    StreamRecordFile,
-)
-from pollen.adapters.dynamodb.admin import TablesReport, ensure_tables
-from pollen.adapters.dynamodb.client import resolve_endpoint
-from pollen.adapters.dynamodb.store import DynamoStore
-from pollen.adapters.dynamodb.wire import wire_client_factory
-from pollen.adapters.http import RateLimiter
-from pollen.adapters.sources import RotatingAssetSource, RotatingClient, RotatingFundamentalsSource
-from pollen.adapters.sqs import SqsQueue
-from pollen.adapters.status import DescribeTableStatistics, StreamLag, local_dead_letters, queue_dead_letters
-from pollen.adapters.stream_records import records_client
-from pollen.aws import make_client
-from pollen.errors import ConfigError
 from pollen.jobs.common import Clock, utc_now
-from pollen.jobs.runs import RunLog
-from pollen.jobs.status import QuotaSettings, StatusCollector
-from pollen.observability import MetricsRecorder, register_secrets
-from pollen.ports import (
-    STREAM_RECORD,
-    AssetSource,
-    DeadLetterCount,
-    DeadLetterSink,
-    FundamentalsSource,
-    ItemStore,
-    SearchIndex,
-)
-from pollen.settings import Settings
-from pollen.streams.checkpoints import FileCheckpoints
-from pollen.streams.poller import StreamPoller, StreamSource
-from pollen.streams.sync import StreamSync
-from pollen.tables import STREAMED_TABLES
+
+# Adapters are imported by the function that builds them: a Lambda handler's cold import loads only what its
+# own adapters need (no Alpaca client, status collector or boto3 for a function that does not use them).
+if TYPE_CHECKING:
+    from pollen.adapters.alpaca import AlpacaClient
+    from pollen.adapters.alphavantage import AlphaVantageClient
+    from pollen.adapters.credentials import Credentials, CredentialSource
+    from pollen.adapters.deadletters import (
+        JsonlDeadLetters,
+        SqsDeadLetterReader,
+    )
+    from pollen.adapters.dynamodb.admin import TablesReport
+    from pollen.adapters.dynamodb.store import DynamoStore
+    from pollen.adapters.sqs import SqsQueue
+    from pollen.jobs.runs import RunLog
+    from pollen.jobs.status import StatusCollector
+    from pollen.observability import MetricsRecorder
+    from pollen.ports import (
+        AssetSource,
+        DeadLetterCount,
+        DeadLetterSink,
+        FundamentalsSource,
+        ItemStore,
+        SearchIndex,
+    )
+    from pollen.settings import Settings
+    from pollen.streams.poller import StreamPoller
+    from pollen.streams.sync import StreamSync
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +49,8 @@ log = logging.getLogger(__name__)
 
 
 def dynamodb_client(settings: Settings, *, max_attempts: int = 1, **options: Any) -> Any:
+    from pollen.aws import make_client
+
     return make_client(
         "dynamodb",
         region=settings.region,
@@ -70,16 +61,22 @@ def dynamodb_client(settings: Settings, *, max_attempts: int = 1, **options: Any
 
 
 def streams_client(settings: Settings) -> Any:
+    from pollen.aws import make_client
+
     return make_client(
         "dynamodbstreams", region=settings.region, endpoint_url=settings.streams_endpoint, max_attempts=3
     )
 
 
 def sqs_client(settings: Settings) -> Any:
+    from pollen.aws import make_client
+
     return make_client("sqs", region=settings.region, max_attempts=3)
 
 
 def _secrets_client(region: str, endpoint_url: str | None) -> Any:
+    from pollen.aws import make_client
+
     return make_client("secretsmanager", region=region, endpoint_url=endpoint_url, max_attempts=3)
 
 
@@ -96,6 +93,9 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
     ``transport``: ``"auto"`` (default) uses the lean wire client wherever it connects exactly as boto3 would
     (botocore's endpoint, region and CA bundle) and boto3 clients where boto3 would use a proxy or a client
     certificate; ``"wire"`` or ``"boto3"`` force one."""
+    from pollen.adapters.dynamodb.store import DynamoStore
+    from pollen.errors import ConfigError
+
     transport = options.pop("transport", "auto")
     if transport not in ("auto", "wire", "boto3"):
         raise ConfigError(f"unknown DynamoDB transport {transport!r}: use auto, wire or boto3")
@@ -117,6 +117,9 @@ def build_store(settings: Settings, metrics: MetricsRecorder, **options: Any) ->
 
 def _store_client_factory(settings: Settings, transport: str) -> Callable[[], Any]:
     """One client per store worker: the lean wire client, or boto3's where the wire client cannot connect alike."""
+    from pollen.adapters.dynamodb.client import resolve_endpoint
+    from pollen.adapters.dynamodb.wire import wire_client_factory
+
     if transport != "boto3":
         endpoint = resolve_endpoint(region=settings.region, endpoint_url=settings.dynamodb_endpoint)
         if transport == "wire" or not endpoint.unsupported:
@@ -128,6 +131,9 @@ def _store_client_factory(settings: Settings, transport: str) -> Callable[[], An
 def build_store_dead_letters(settings: Settings, *, durable: bool = False) -> Any:
     """The store's dead letters: the SQS queue when set (local files catching what it refuses, except when
     ``durable``), else files under ``settings.home / "dead-letters"``."""
+    from pollen.adapters.deadletters import JsonlDeadLetters, SqsDeadLetters
+    from pollen.errors import ConfigError
+
     if durable and not settings.dead_letter_queue_url:
         raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: in Lambda, dead letters need the queue")
     local = None if durable else JsonlDeadLetters(settings.home / "dead-letters")
@@ -139,23 +145,31 @@ def build_store_dead_letters(settings: Settings, *, durable: bool = False) -> An
 def build_run_record_store(settings: Settings, metrics: MetricsRecorder) -> DynamoStore:
     """A store for run records only: a record that cannot be written is logged, not dead-lettered (no data to
     replay)."""
+    from pollen.adapters.deadletters import MemoryDeadLetters
+
     return build_store(settings, metrics, dead_letters=MemoryDeadLetters())
 
 
 def build_replay_store(settings: Settings, metrics: MetricsRecorder) -> tuple[DynamoStore, JsonlDeadLetters]:
     """`pollen dead-letters replay`'s store: what fails again goes to the local files (returned with it), never
     back to the queue."""
+    from pollen.adapters.deadletters import JsonlDeadLetters
+
     local = JsonlDeadLetters(settings.home / "dead-letters")
     return build_store(settings, metrics, dead_letters=local), local
 
 
 def build_table_creator(settings: Settings) -> Callable[[], TablesReport]:
     """`pollen tables create`: creates every missing table, GSI and stream when called."""
+    from pollen.adapters.dynamodb.admin import ensure_tables
+
     return partial(ensure_tables, dynamodb_client(settings), settings.table_prefix)
 
 
 def build_run_log(settings: Settings, metrics: MetricsRecorder, store: ItemStore, clock: Clock = utc_now) -> RunLog:
     """Where job runs leave their records (``pollenControl``), kept ``run_retention_days``."""
+    from pollen.jobs.runs import RunLog
+
     return RunLog(store, metrics=metrics, retention=timedelta(days=settings.run_retention_days), clock=clock)
 
 
@@ -169,11 +183,15 @@ def dead_letters_destination(settings: Settings) -> str:
 
 def secrets_provider(settings: Settings) -> Any:
     """The Powertools SecretsProvider (one cache per region and endpoint) that reads POLLEN_SECRET_ID."""
+    from pollen.adapters import credentials as secrets
+
     return secrets.secrets_provider(_secrets_client, settings.region, settings.secrets_endpoint)
 
 
 def credential_source(settings: Settings) -> CredentialSource:
     """The upstream credentials: from Secrets Manager when POLLEN_SECRET_ID is set, else from the settings."""
+    from pollen.adapters.credentials import CredentialSource
+
     return CredentialSource(settings, provider=secrets_provider(settings) if settings.secret_id else None)
 
 
@@ -186,6 +204,12 @@ def build_sources(
     Missing credentials are not an error here: a client says so (ConfigError) when it is first used, so a
     command that needs only one of the two APIs runs with only its keys set.
     """
+    from pollen.adapters.alpaca import AlpacaClient
+    from pollen.adapters.alphavantage import AlphaVantageClient
+    from pollen.adapters.http import RateLimiter
+    from pollen.adapters.sources import RotatingAssetSource, RotatingClient, RotatingFundamentalsSource
+    from pollen.observability import register_secrets
+
     source = credentials or credential_source(settings)
     limiter = RateLimiter(settings.alphavantage_per_minute, settings.alphavantage_per_day)  # survives rebuilds
 
@@ -220,6 +244,9 @@ def build_sources(
 
 def build_queue(settings: Settings) -> SqsQueue:
     """The pollenation queue the scheduler sends to (POLLEN_POLLENATE_QUEUE_URL)."""
+    from pollen.adapters.sqs import SqsQueue
+    from pollen.errors import ConfigError
+
     if settings.pollenate_queue_url is None:
         raise ConfigError("POLLEN_POLLENATE_QUEUE_URL is not set")
     return SqsQueue(settings.pollenate_queue_url, client=sqs_client(settings))
@@ -227,6 +254,9 @@ def build_queue(settings: Settings) -> SqsQueue:
 
 def build_dead_letter_reader(settings: Settings, queue_url: str | None = None) -> SqsDeadLetterReader:
     """The dead-letter queue to replay (``queue_url``, else POLLEN_DEAD_LETTER_QUEUE_URL)."""
+    from pollen.adapters.deadletters import SqsDeadLetterReader
+    from pollen.errors import ConfigError
+
     url = queue_url or settings.dead_letter_queue_url
     if not url:
         raise ConfigError("no dead-letter queue: pass --queue-url or set POLLEN_DEAD_LETTER_QUEUE_URL")
@@ -241,6 +271,8 @@ def build_search_index(settings: Settings, metrics: MetricsRecorder, *, embedded
 
     The embedded index lives in a file under POLLEN_HOME: right for the CLI, useless in Lambda (``/tmp`` does not
     outlive the container), so a Lambda entry point asks for ``embedded_allowed=False`` and gets a ConfigError."""
+    from pollen.errors import ConfigError
+
     if settings.search_url:
         from pollen.adapters.search.opensearch import OpenSearchIndex
 
@@ -274,12 +306,19 @@ def _signing_credentials(settings: Settings) -> Any:
 def build_stream_sync(settings: Settings, metrics: MetricsRecorder) -> StreamSync:
     """The CLI's stream sync: changes into the search index these settings name (OpenSearch, or the embedded
     index); records the index rejects go to a file under POLLEN_HOME."""
+    from pollen.adapters.deadletters import StreamRecordFile
+    from pollen.streams.sync import StreamSync
+
     index = build_search_index(settings, metrics)
     return StreamSync(index, metrics=metrics, dead_letters=StreamRecordFile.in_home(settings.home))
 
 
 def build_stream_dead_letters(settings: Settings) -> DeadLetterSink:
     """Lambda's stream dead letters: the dead-letter queue, never a file under /tmp."""
+    from pollen.adapters.deadletters import SqsDeadLetters
+    from pollen.errors import ConfigError
+    from pollen.ports import STREAM_RECORD
+
     if not settings.dead_letter_queue_url:
         raise ConfigError("POLLEN_DEAD_LETTER_QUEUE_URL is not set: stream sync in Lambda needs a dead-letter queue")
     return SqsDeadLetters(settings.dead_letter_queue_url, client=sqs_client(settings), kind=STREAM_RECORD)
@@ -287,12 +326,19 @@ def build_stream_dead_letters(settings: Settings) -> DeadLetterSink:
 
 def build_lambda_stream_sync(settings: Settings, metrics: MetricsRecorder) -> StreamSync:
     """The stream Lambda's sync: OpenSearch only, dead letters to the queue."""
+    from pollen.streams.sync import StreamSync
+
     index = build_search_index(settings, metrics, embedded_allowed=False)
     return StreamSync(index, metrics=metrics, dead_letters=build_stream_dead_letters(settings))
 
 
 def build_poller(settings: Settings, sync: StreamSync) -> StreamPoller:
     """The local stream poller over the streamed tables, with checkpoints under POLLEN_HOME."""
+    from pollen.adapters.stream_records import records_client
+    from pollen.streams.checkpoints import FileCheckpoints
+    from pollen.streams.poller import StreamPoller, StreamSource
+    from pollen.tables import STREAMED_TABLES
+
     endpoint = str(settings.streams_endpoint) if settings.streams_endpoint else None
     client = records_client(streams_client(settings), endpoint_url=endpoint, region=settings.region)
     sources = [StreamSource(t, settings.table_name(t.name)) for t in STREAMED_TABLES]
@@ -314,6 +360,11 @@ def build_status(
 ) -> StatusCollector:
     """`pollen status`'s collector: the store, DescribeTable counts, run records, the local stream poller's
     checkpoints (when it runs here) and the dead letters waiting (local files; the queue's depth when set)."""
+    from pollen.adapters.status import DescribeTableStatistics, StreamLag, local_dead_letters, queue_dead_letters
+    from pollen.jobs.status import QuotaSettings, StatusCollector
+    from pollen.streams.checkpoints import FileCheckpoints
+    from pollen.tables import STREAMED_TABLES
+
     store = store or build_store(settings, metrics)
     home = settings.home
     dead_letters: list[Callable[[], DeadLetterCount]] = [lambda: local_dead_letters(home)]

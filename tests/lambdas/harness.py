@@ -102,7 +102,7 @@ def find_sam() -> str | None:
 
 def _inputs_digest() -> str:
     digest = hashlib.sha256()
-    paths = [TEMPLATE, *sorted((ROOT / "src").rglob("*")), *sorted((ROOT / "layers").rglob("*"))]
+    paths = [TEMPLATE, *(p for folder in ("src", "layers", "lambda") for p in sorted((ROOT / folder).rglob("*")))]
     for path in paths:
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())

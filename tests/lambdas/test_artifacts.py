@@ -68,3 +68,19 @@ def test_cold_imports_load_no_heavy_package(container: Callable[[str], LambdaCon
         box = container(logical)
         heavy = box.imported_packages & (ALPACA_STACK | {"requests", "opensearchpy", "grpc"})
         assert not heavy, f"{logical} imports {sorted(heavy)} at cold start"
+
+
+@pytest.mark.parametrize("logical", FUNCTIONS)
+def test_every_module_ships_python313_bytecode_that_needs_no_source_check(build_dir: Path, logical: str) -> None:
+    """/var/task is read-only: a module without bytecode is compiled at every cold start. Unchecked-hash pycs
+    (PEP 552 flags 0b01) are used whatever the files' mtimes in the zip."""
+    missing, checked = [], []
+    for root in [build_dir / logical, *layer_dirs(build_dir, logical)]:
+        for source in root.rglob("*.py"):
+            pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+            if not pyc.is_file():
+                missing.append(str(source.relative_to(root)))
+            elif int.from_bytes(pyc.read_bytes()[4:8], "little") != 0b01:
+                checked.append(str(pyc.relative_to(root)))
+    assert not missing, f"{logical}: {len(missing)} modules without bytecode, e.g. {missing[:5]}"
+    assert not checked, f"{logical}: bytecode that is not unchecked-hash, e.g. {checked[:5]}"

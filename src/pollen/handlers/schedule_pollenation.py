@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pollen import wiring
 from pollen.errors import ConfigError, PollenError
 from pollen.handlers.common import Dependencies, HandlerState, LambdaContext, result
 from pollen.jobs.common import utc_now
 from pollen.jobs.scheduler import enqueue_due
-from pollen.jobs.status import StatusReport
 from pollen.observability import MetricsRecorder
 from pollen.settings import Settings
+
+if TYPE_CHECKING:  # the status collector's module loads when the first invocation builds it
+    from pollen.jobs.status import StatusReport
 
 log = logging.getLogger(__name__)
 STATE = HandlerState("SchedulePollenation")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal
 from urllib.parse import quote
-
-from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from pollen.errors import InvalidRecord
 from pollen.ports import Change as Change  # importable here, as before
@@ -33,7 +33,25 @@ log = logging.getLogger(__name__)
 BOOKKEEPING_ATTRIBUTES: frozenset[str] = frozenset({"lastSyncDate"})
 #: Sequence numbers are 21 to 40 digits; the padded width leaves room.
 SEQUENCE_WIDTH = 48
-_deserializer = TypeDeserializer()
+
+
+@cache
+def _deserializer() -> Any:
+    # Imported on first use: boto3.dynamodb.types loads the whole of boto3 (s3transfer included), which a handler's
+    # cold import does not need.
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
+
+
+def _binary_value(value: Any) -> bytes | None:
+    """The bytes of a binary value (bytes, or boto3's ``Binary`` once boto3 decoded one), else None."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    types = sys.modules.get("boto3.dynamodb.types")  # no Binary can exist before boto3's types are loaded
+    if types is not None and isinstance(value, types.Binary):
+        return bytes(value.value)
+    return None
 
 
 def version_key(sequence_number: str, *, backfill: bool = False) -> str:
@@ -58,10 +76,10 @@ def to_json_value(value: Any) -> Any:
         return format(value, "f")
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, Binary | bytes | bytearray):
-        return _base64(value)
+    if (raw_value := _binary_value(value)) is not None:
+        return base64.b64encode(raw_value).decode("ascii")
     if isinstance(value, set | frozenset):
-        return _set_to_json(value)
+        return _set_json(list(value))
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -72,22 +90,13 @@ def to_json_value(value: Any) -> Any:
     raise InvalidRecord(f"unsupported value type {type(value).__name__}")
 
 
-def _raw_bytes(value: Binary | bytes | bytearray) -> bytes:
-    return bytes(value.value if isinstance(value, Binary) else value)
-
-
-def _base64(value: Binary | bytes | bytearray) -> str:
-    return base64.b64encode(_raw_bytes(value)).decode("ascii")
-
-
-def _set_to_json(value: set[Any] | frozenset[Any]) -> list[str]:
-    """A number, binary or string set as a sorted list (numbers by value, binaries by their bytes)."""
-    members = list(value)
+def _set_json(members: list[Any]) -> list[str]:
+    """A number, binary or string set as a sorted JSON list (numbers exact, binaries base64)."""
     if all(isinstance(m, Decimal | int) for m in members):
         return [format(Decimal(m), "f") for m in sorted(members)]
-    if all(isinstance(m, Binary | bytes | bytearray) for m in members):
-        raw = sorted(_raw_bytes(m) for m in members)
-        return [base64.b64encode(b).decode("ascii") for b in raw]
+    binaries = [b for b in map(_binary_value, members) if b is not None]
+    if len(binaries) == len(members):
+        return [base64.b64encode(b).decode("ascii") for b in sorted(binaries)]
     return sorted(str(m) for m in members)
 
 
@@ -99,7 +108,7 @@ def to_document(item: Mapping[str, Any]) -> dict[str, Any]:
 def deserialize_image(image: Mapping[str, Any]) -> dict[str, Any]:
     """A DynamoDB-JSON image (``{"a": {"S": "x"}}``) as a plain item."""
     try:
-        return {k: _deserializer.deserialize(v) for k, v in image.items()}
+        return {k: _deserializer().deserialize(v) for k, v in image.items()}
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise InvalidRecord(f"undecodable image: {exc}") from exc
 

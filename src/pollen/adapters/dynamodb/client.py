@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
 # The shared AWS helpers, under the names the DynamoDB adapter has always used.
 from pollen.aws import LOCAL_CREDENTIALS, is_loopback, make_client
 
@@ -34,6 +32,7 @@ class Endpoint:
 
 def resolve_endpoint(*, region: str, endpoint_url: str | None = None, session: Any = None) -> Endpoint:
     """Ask botocore: build a DynamoDB client (no request is sent) and read its endpoint and HTTP settings."""
+    import boto3
     from botocore.httpsession import get_cert_path
 
     client = (session or boto3.session.Session()).client(
