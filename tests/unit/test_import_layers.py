@@ -61,7 +61,7 @@ SIDEWAYS_FORBIDDEN = [
 #: Cycles known and owned elsewhere: the lease reads the store's internals (its type under TYPE_CHECKING) while the
 #: store hands out leases; the store split (issue 12, item 1) is to break it. Remove the entry when it is gone (a
 #: test below fails once it is).
-KNOWN_CYCLES = [frozenset({"pollen.adapters.dynamodb.lease", "pollen.adapters.dynamodb.store"})]
+KNOWN_CYCLES: list[frozenset[str]] = []
 
 #: Calls that build a client, and where they may appear (besides the entry points' own modules, which call wiring).
 CLIENT_BUILDERS = {

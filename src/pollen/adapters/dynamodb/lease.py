@@ -28,9 +28,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,7 +42,30 @@ from pollen.errors import LeaseHeld, PermanentError, PollenError, ThrottledError
 from pollen.tables import CONTROL
 
 if TYPE_CHECKING:
-    from pollen.adapters.dynamodb.store import DynamoStore
+    from pollen.adapters.dynamodb.schema import TableInfo
+    from pollen.backoff import Backoff
+    from pollen.observability import MetricsRecorder
+
+
+class LeaseStore(Protocol):
+    """What a lease needs of the store (:class:`~pollen.adapters.dynamodb.store.DynamoStore`): its retry policy,
+    metrics, clients, table names and its one dispatch point for single calls."""
+
+    retry: Backoff
+    metrics: MetricsRecorder
+
+    def client(self) -> Any: ...
+
+    def table_info(self, table: str) -> TableInfo: ...
+
+    def _call(
+        self,
+        operation: str,
+        deadline: Deadline,
+        keys: Sequence[Mapping[str, Any]] = (),
+        retry: Backoff | None = None,
+        **params: Any,
+    ) -> Any: ...
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +112,7 @@ class JobLease:
 
     def __init__(
         self,
-        store: DynamoStore,
+        store: LeaseStore,
         job: str,
         ttl_s: float = LEASE_TTL_S,
         *,
