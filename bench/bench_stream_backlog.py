@@ -32,6 +32,17 @@ BASE_SOURCE = os.environ.get("POLLEN_BENCH_BASE_SRC")
 _ser = TypeSerializer()
 
 
+class _SourceMotoServer(MotoServer):
+    """moto's server as another src tree runs it (its own pollen.local.motoserver and motopatch)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def child_environment(self) -> dict[str, str]:
+        return {**super().child_environment(), "PYTHONPATH": self.source}
+
+
 class _CountingIndex(EmbeddedSearchIndex):
     """The embedded index, counting applies: each is one SQLite transaction."""
 
@@ -127,10 +138,15 @@ def main() -> str:
         after_s, after_tx, _ = _drain(server.endpoint, home, prefix, "after", GET_RECORDS_MAX, wire=True)
         cli_rows = []
         if BASE_SOURCE:
+            # The code before, client and embedded server both: its own server, loaded the same way.
+            with _SourceMotoServer(BASE_SOURCE) as base_server:
+                _load(base_server.endpoint, prefix)
+                wall, job = _cli_drain(base_server.endpoint, home, prefix, "cli-before-own-server", BASE_SOURCE)
+                cli_rows.append(("the code before (client and its embedded server)", wall, job))
             wall, job = _cli_drain(server.endpoint, home, prefix, "cli-before", BASE_SOURCE)
-            cli_rows.append(("`pollen stream sync --once`, the code before this change", wall, job))
+            cli_rows.append(("the code before (client) against this server", wall, job))
         wall, job = _cli_drain(server.endpoint, home, prefix, "cli-after", None)
-        cli_rows.append(("`pollen stream sync --once`, this code", wall, job))
+        cli_rows.append(("this code (client and server)", wall, job))
         load = os.getloadavg()[0]
     before_rate, large_rate, after_rate = RECORDS / before_s, RECORDS / large_s, RECORDS / after_s
     return "\n".join(
@@ -156,14 +172,16 @@ def main() -> str:
             f"| after: the same, GetRecords through the JSON client | {after_s:.1f} | {after_rate:,.0f} "
             f"| {after_tx:,} | {after_rate / before_rate:.1f}x |",
             "",
-            "The command itself on the same stream (a child process each, its own POLLEN_HOME; the three tables",
-            "created by `pollen tables create`; job seconds are the report's `duration_s`, wall includes start-up).",
-            "The code before this change is the parent commit's `src` (`git archive`, `POLLEN_BENCH_BASE_SRC`).",
+            "`pollen stream sync --once` itself on the same stream (a child process each, its own POLLEN_HOME; job",
+            "seconds are the report's `duration_s`, wall includes start-up). The code before is a `src` tree given",
+            "by `POLLEN_BENCH_BASE_SRC` (`git archive <commit> src`), run once against a moto server of its own",
+            "(started from that tree, so with its motopatch, and loaded the same way) and once against this one.",
             "",
-            "| command | wall s | job s | records/s (job) | speed-up (job) |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| `pollen stream sync --once` | wall s | job s | records/s (job) | speed-up (job) | speed-up (wall) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
             *(
-                f"| {name} | {wall:.1f} | {job:.1f} | {RECORDS / job:,.0f} | {cli_rows[0][2] / job:.1f}x |"
+                f"| {name} | {wall:.1f} | {job:.1f} | {RECORDS / job:,.0f} | {cli_rows[0][2] / job:.1f}x "
+                f"| {cli_rows[0][1] / wall:.1f}x |"
                 for name, wall, job in cli_rows
             ),
             "",

@@ -10,6 +10,7 @@ stock and a patched server and compares the responses.
 - ``itemsize``: an item's size summed once while it is built.
 - ``projection``: a projection converts only the projected attributes; a projected Query or Scan does not deep-copy
   the items it projects.
+- ``streamrecords``: GetRecords' stream records serialized directly instead of through botocore's model.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ def apply() -> bool:
             PATCHED_MOTO_VERSION,
         )
         return False
-    from pollen.local.motopatch import itemsize, ordering, projection, serializer, transactions
+    from pollen.local.motopatch import itemsize, ordering, projection, serializer, streamrecords, transactions
 
     serializer.apply()
     ordering.apply()
     projection.apply()  # after ordering: it wraps the Table.query ordering installs
     transactions.apply()
     itemsize.apply()
+    streamrecords.apply()  # after serializer: it replaces that part's registration for DynamoDB Streams
     _applied = True
     return True
