@@ -67,6 +67,7 @@ class LeaseStore(Protocol):
         **params: Any,
     ) -> Any: ...
 
+
 log = logging.getLogger(__name__)
 
 #: A job lease's TTL: how long a crashed run on another host blocks the next one (the heartbeat renews it).
