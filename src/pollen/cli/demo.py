@@ -29,10 +29,9 @@ if TYPE_CHECKING:
 
 #: How many of the most due assets the demo pollenates.
 DEMO_POLLENATE = 20
-#: The demo's market is smaller than the simulator's default (12,000): moto answers a Query by walking the whole
-#: table, so on the embedded stack every pollenation costs time in proportion to the market; 4,000 assets keep the
-#: whole demo within two minutes on two cores. `--assets 12000` runs the full market.
-DEMO_ASSETS = 4_000
+#: The simulator's full market. With pollen's motopatch the embedded server answers Queries without walking the
+#: whole table, so the full market's demo runs in under a minute on two quiet cores (bench/RESULTS.md).
+DEMO_ASSETS = 12_000
 #: The status page a kept demo leaves in its POLLEN_HOME.
 STATUS_PAGE = "status.html"
 
