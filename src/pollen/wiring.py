@@ -13,8 +13,6 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pollen.jobs.common import Clock, utc_now
-
 # Adapters are imported by the function that builds them: a Lambda handler's cold import loads only what its
 # own adapters need (no Alpaca client, status collector or boto3 for a function that does not use them).
 if TYPE_CHECKING:
@@ -28,6 +26,7 @@ if TYPE_CHECKING:
     from pollen.adapters.dynamodb.admin import TablesReport
     from pollen.adapters.dynamodb.store import DynamoStore
     from pollen.adapters.sqs import SqsQueue
+    from pollen.jobs.common import Clock
     from pollen.jobs.runs import RunLog
     from pollen.jobs.status import StatusCollector
     from pollen.observability import MetricsRecorder
@@ -166,11 +165,14 @@ def build_table_creator(settings: Settings) -> Callable[[], TablesReport]:
     return partial(ensure_tables, dynamodb_client(settings), settings.table_prefix)
 
 
-def build_run_log(settings: Settings, metrics: MetricsRecorder, store: ItemStore, clock: Clock = utc_now) -> RunLog:
-    """Where job runs leave their records (``pollenControl``), kept ``run_retention_days``."""
+def build_run_log(settings: Settings, metrics: MetricsRecorder, store: ItemStore, clock: Clock | None = None) -> RunLog:
+    """Where job runs leave their records (``pollenControl``), kept ``run_retention_days``; ``clock`` defaults to
+    the wall clock."""
+    from pollen.jobs.common import utc_now
     from pollen.jobs.runs import RunLog
 
-    return RunLog(store, metrics=metrics, retention=timedelta(days=settings.run_retention_days), clock=clock)
+    retention = timedelta(days=settings.run_retention_days)
+    return RunLog(store, metrics=metrics, retention=retention, clock=clock or utc_now)
 
 
 def dead_letters_destination(settings: Settings) -> str:
@@ -356,15 +358,18 @@ def build_poller(settings: Settings, sync: StreamSync) -> StreamPoller:
 
 
 def build_status(
-    settings: Settings, metrics: MetricsRecorder, *, clock: Clock = utc_now, store: ItemStore | None = None
+    settings: Settings, metrics: MetricsRecorder, *, clock: Clock | None = None, store: ItemStore | None = None
 ) -> StatusCollector:
     """`pollen status`'s collector: the store, DescribeTable counts, run records, the local stream poller's
-    checkpoints (when it runs here) and the dead letters waiting (local files; the queue's depth when set)."""
+    checkpoints (when it runs here) and the dead letters waiting (local files; the queue's depth when set);
+    ``clock`` defaults to the wall clock."""
     from pollen.adapters.status import DescribeTableStatistics, StreamLag, local_dead_letters, queue_dead_letters
+    from pollen.jobs.common import utc_now
     from pollen.jobs.status import QuotaSettings, StatusCollector
     from pollen.streams.checkpoints import FileCheckpoints
     from pollen.tables import STREAMED_TABLES
 
+    clock = clock or utc_now
     store = store or build_store(settings, metrics)
     home = settings.home
     dead_letters: list[Callable[[], DeadLetterCount]] = [lambda: local_dead_letters(home)]

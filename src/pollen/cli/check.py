@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from pollen import wiring
 from pollen.cli import runtime as rt
-from pollen.jobs.check import CheckReport, ConsistencyCheck
-from pollen.report import JobReport
+
+if TYPE_CHECKING:
+    from pollen.report import JobReport
 
 
 def check(
@@ -17,6 +20,8 @@ def check(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Consistency validation: one asset item per symbol, required attributes, stale rescheduled reports."""
+    from pollen.jobs.check import ConsistencyCheck
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -30,6 +35,8 @@ def check(
 
 
 def _render(runtime: rt.Runtime, report: JobReport) -> None:
+    from pollen.jobs.check import CheckReport
+
     assert isinstance(report, CheckReport)
     rt.render_report(runtime, report.model_copy(update={"defects": []}))
     for line in report.defects:

@@ -6,41 +6,30 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pollen import wiring
-from pollen.adapters.deadletters import JsonlDeadLetters, read_header
 from pollen.adapters.dynamodb.codec import CodecError, dumps_plain, loads_plain
-from pollen.adapters.dynamodb.lease import JobLease
-from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
 from pollen.errors import ConfigError, NotFound
-from pollen.ports import DeadLetterOperation
-from pollen.report import JobReport, Stopwatch, note_lease
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from pollen.adapters.dynamodb.lease import JobLease
+    from pollen.adapters.dynamodb.store import DynamoStore
+    from pollen.ports import DeadLetterOperation
+    from pollen.report import JobReport
 
 log = logging.getLogger(__name__)
 
 
-class LoadReport(JobReport):
-    table: str = ""
-    #: "delete" when the file was a dead-letter file of deletes (then ``written`` counts deleted keys).
-    operation: str = "put"
-    duplicates: int = 0
-    stale: int = 0
-    deadline_reached: bool = False
-    dead_letters: list[str] = []
-
-
-class ExportReport(JobReport):
-    table: str = ""
-    file: str = ""
-
-
 def _progress(runtime: rt.Runtime, label: str, total: int | None) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),
@@ -125,6 +114,8 @@ def _decode_line(raw: bytes) -> Any:
 
 def _take(loaded: LoadFile, value: Any, *, first: bool) -> None:
     """Keep an item, or take a dead-letter header (only as the file's first line)."""
+    from pollen.adapters.deadletters import read_header
+
     try:
         header = read_header(value)
     except CodecError as exc:
@@ -148,6 +139,10 @@ def load(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Bulk upsert of a JSON Lines file into a table (unchanged items are not rewritten)."""
+    from pollen.adapters.deadletters import JsonlDeadLetters
+    from pollen.cli.reports import LoadReport
+    from pollen.report import Stopwatch, note_lease
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -213,6 +208,9 @@ def export(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Every item of a table to JSON Lines, in the form `pollen load` reads."""
+    from pollen.cli.reports import ExportReport
+    from pollen.report import Stopwatch
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:

@@ -7,8 +7,6 @@ import typer
 from pollen import wiring
 from pollen.cli import runtime as rt
 from pollen.deadline import Deadline
-from pollen.jobs.replay import replay_dead_letters
-from pollen.report import Stopwatch
 
 app = typer.Typer(help="Dead letters the Lambda functions left on the SQS dead-letter queue.", no_args_is_help=True)
 
@@ -26,6 +24,9 @@ def replay(
     """Write dead-lettered items back into their tables and stream records into the search index, deleting each
     message once handled. What fails again goes to the local dead-letter files under POLLEN_HOME (not back to the
     queue); stream records the index does not take stay on the queue."""
+    from pollen.jobs.replay import replay_dead_letters
+    from pollen.report import Stopwatch
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:

@@ -11,21 +11,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
 from pollen.cli.display import plain
 from pollen.cli.status import write_page
-from pollen.jobs.pipeline import PipelineReport, run_pipeline
 from pollen.local import require_local_extra
-from pollen.observability import MetricsRecorder
-from pollen.ports import ItemStore
-from pollen.report import JobReport, Stopwatch
-from pollen.settings import Settings
 
 if TYPE_CHECKING:
+    from pollen.jobs.pipeline import PipelineReport
     from pollen.local.stack import EmbeddedStack
+    from pollen.observability import MetricsRecorder
+    from pollen.ports import ItemStore
+    from pollen.report import JobReport
+    from pollen.settings import Settings
 
 #: How many of the most due assets the demo pollenates.
 DEMO_POLLENATE = 20
@@ -50,7 +49,9 @@ def demo(
 
     def action() -> None:
         require_local_extra("pollen demo")
+        from pollen.jobs.pipeline import run_pipeline
         from pollen.local.stack import EmbeddedStack  # the optional extra pollen[local]
+        from pollen.settings import Settings
 
         with tempfile.TemporaryDirectory(prefix="pollen-demo-") as scratch:
             home = runtime.settings.home if keep else Path(scratch)
@@ -109,6 +110,7 @@ def add_status(
 
 def stream_step(settings: Settings, metrics: MetricsRecorder) -> Callable[[], JobReport]:
     """Mirror every change the jobs made (the three streamed tables) into the embedded search index."""
+    from pollen.report import Stopwatch
 
     def run() -> JobReport:
         watch = Stopwatch()
@@ -138,6 +140,10 @@ def simulated_clock(stack: EmbeddedStack) -> Callable[[], dt.datetime]:
 
 
 def render(runtime: rt.Runtime, report: JobReport) -> None:
+    from rich.table import Table
+
+    from pollen.jobs.pipeline import PipelineReport
+
     assert isinstance(report, PipelineReport)
     steps = Table(title=f"pollen demo: {'ok' if report.ok else 'FAILED'} in {report.duration_s:.1f}s")
     for column in ("step", "ok", "written", "unchanged", "failed", "invalid", "seconds", "write units", "details"):

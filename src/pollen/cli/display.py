@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from pollen.cli.runtime import Runtime
+if TYPE_CHECKING:
+    from pollen.cli.runtime import Runtime
 
 
 def plain(value: Any) -> Any:
@@ -32,6 +31,8 @@ def progress(runtime: Runtime, description: str) -> Iterator[Callable[[int, int]
     if not runtime.interactive:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

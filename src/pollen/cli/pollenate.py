@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import display
 from pollen.cli import runtime as rt
 from pollen.domain.values import is_valid_symbol
-from pollen.jobs.pollenate import TABLE_ORDER, AssetResult, PollenateAsset, PollenateReport
-from pollen.jobs.scheduler import PollenateNextReport, pollenate_next
-from pollen.report import JobReport
+
+if TYPE_CHECKING:
+    from pollen.jobs.pollenate import AssetResult, PollenateReport
+    from pollen.report import JobReport
 
 
 def pollenate(
@@ -21,6 +23,9 @@ def pollenate(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """PollenateAsset: fundamentals into five tables, then the asset's sort key moves."""
+    from pollen.jobs.pollenate import PollenateAsset
+    from pollen.jobs.scheduler import pollenate_next
+
     if symbols and next_count is not None:
         rt.fail("give either SYMBOL... or --next N, not both", json_output=json_output)
     if not symbols and next_count is None:
@@ -62,6 +67,11 @@ SHORT_NAMES = {
 
 
 def render(runtime: rt.Runtime, report: JobReport) -> None:
+    from rich.table import Table
+
+    from pollen.jobs.pollenate import TABLE_ORDER, PollenateReport
+    from pollen.jobs.scheduler import PollenateNextReport
+
     assert isinstance(report, PollenateReport)
     table = Table(title=f"pollenate: {'ok' if report.ok else 'FAILED'} in {report.duration_s:.1f}s")
     table.add_column("symbol", style="bold")

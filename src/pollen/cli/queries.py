@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import Field
-from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import display
 from pollen.cli import runtime as rt
-from pollen.jobs.sync_earnings import earnings_between
-from pollen.report import JobReport, Stopwatch
 from pollen.tables import ASSETS
+
+if TYPE_CHECKING:
+    from pollen.report import JobReport
 
 STATUSES = ("active", "inactive")
 #: `pollen earnings` without --to: the next 14 days.
 DEFAULT_DAYS = 14
-
-
-class AssetsListing(JobReport):
-    job: str = "assets"
-    status: str = "active"
-    count: int = 0
-    assets: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class EarningsListing(JobReport):
-    job: str = "earnings"
-    start: str = ""
-    end: str = ""
-    count: int = 0
-    earnings: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def assets(
@@ -45,6 +29,9 @@ def assets(
     """Assets by status via `status-index`, highest volume first."""
     if status not in STATUSES:
         rt.fail(f"unknown status {status!r}; use active or inactive", json_output=json_output)
+    from pollen.cli.reports import AssetsListing
+    from pollen.report import Stopwatch
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -60,6 +47,10 @@ def assets(
 
 
 def _render_assets(runtime: rt.Runtime, report: JobReport) -> None:
+    from rich.table import Table
+
+    from pollen.cli.reports import AssetsListing
+
     assert isinstance(report, AssetsListing)
     table = Table(title=f"{report.count} {report.status} assets by volume")
     for column in ("symbol", "name", "class", "exchange", "volume", "lastPollenationDate", "lastSyncDate"):
@@ -99,6 +90,10 @@ def earnings(
         rt.fail("--to is before --from", json_output=json_output)
     if (last - first).days > 3660:
         rt.fail("the range is longer than ten years", json_output=json_output)
+    from pollen.cli.reports import EarningsListing
+    from pollen.jobs.sync_earnings import earnings_between
+    from pollen.report import Stopwatch
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -117,6 +112,10 @@ def earnings(
 
 
 def _render_earnings(runtime: rt.Runtime, report: JobReport) -> None:
+    from rich.table import Table
+
+    from pollen.cli.reports import EarningsListing
+
     assert isinstance(report, EarningsListing)
     table = Table(title=f"{report.count} earnings reports from {report.start} to {report.end}")
     for column in ("date", "symbol", "name", "fiscal period", "estimate", "time"):

@@ -2,6 +2,11 @@
 
 Exit status (CONTRACT.md): 0 success; 1 the command ran but something failed (the report says what);
 2 bad usage, bad configuration or an unreachable service, with one line on stderr and no traceback.
+
+Every ``pollen`` process imports all the command modules (typer builds the command tree from their signatures), so
+this module and they import only typer and the standard library at the top: settings (pydantic), logging and
+metrics (Powertools), rich, the jobs and the adapters are imported where a command uses them, so that ``--help``
+and each command load only what they need (tests/unit/test_cli_startup.py pins it).
 """
 
 from __future__ import annotations
@@ -13,22 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pollen.errors import PollenError
-from pollen.observability import (
-    FileSink,
-    MetricsRecorder,
-    configure_logging,
-    new_correlation_id,
-    redact,
-)
-from pollen.report import JobReport
-from pollen.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pollen.observability import MetricsRecorder
+    from pollen.report import JobReport
+    from pollen.settings import Settings
 
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object (the report) on stdout.")
 FORCE_OPTION = typer.Option(
@@ -74,6 +75,8 @@ def _overrides(ctx: typer.Context) -> dict[str, Any]:
 
 def fail(message: str, *, json_output: bool, exit_code: int = 2, secrets: list[str] | None = None) -> NoReturn:
     """End the command with one line on stderr (and a JSON object on stdout with --json)."""
+    from pollen.observability import redact
+
     line = redact(message.splitlines()[0] if message else "failed", secrets or [])
     if json_output:
         sys.stdout.write(json.dumps({"ok": False, "error": line, "exit_code": exit_code}) + "\n")
@@ -83,6 +86,11 @@ def fail(message: str, *, json_output: bool, exit_code: int = 2, secrets: list[s
 
 def start(ctx: typer.Context, json_output: bool, **extra_overrides: Any) -> Runtime:
     """Validate settings once and set up logging and metrics for one command."""
+    from rich.console import Console
+
+    from pollen.observability import FileSink, MetricsRecorder, configure_logging, new_correlation_id
+    from pollen.settings import load_settings
+
     try:
         settings = load_settings(**{**_overrides(ctx), **extra_overrides})
     except PollenError as exc:
@@ -113,6 +121,9 @@ def start(ctx: typer.Context, json_output: bool, **extra_overrides: Any) -> Runt
 
 def run(runtime: Runtime, action: Callable[[], Any]) -> Any:
     """Run an action, turning pollen errors into exit codes; metrics are flushed whatever happens."""
+    from pollen.observability import redact
+    from pollen.report import JobReport
+
     secrets = runtime.settings.secret_values()
     started = time.monotonic()
     try:
@@ -154,6 +165,8 @@ def print_json(runtime: Runtime, payload: dict[str, Any]) -> None:
 
 
 def render_report(runtime: Runtime, report: JobReport) -> None:
+    from rich.table import Table
+
     data = report.to_json_dict()
     table = Table(title=f"{report.job}: {'ok' if report.ok else 'FAILED'}", show_header=False)
     table.add_column("key", style="bold")

@@ -6,17 +6,18 @@ import datetime as dt
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
-from pollen.cli.status_page import render_page
 from pollen.domain.values import parse_timestamp
-from pollen.jobs.common import Clock, utc_now
-from pollen.jobs.status import StatusReport, format_duration
-from pollen.report import JobReport
+
+if TYPE_CHECKING:
+    from pollen.jobs.common import Clock
+    from pollen.jobs.status import StatusReport
+    from pollen.report import JobReport
 
 
 def status(
@@ -42,7 +43,7 @@ def status(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
-        clock: Clock = (lambda: moment) if moment is not None else utc_now
+        clock: Clock | None = (lambda: moment) if moment is not None else None  # None: the wall clock
         collector = wiring.build_status(runtime.settings, runtime.metrics, clock=clock)
         if runtime.interactive:
             with runtime.err.status("reading the tables"):
@@ -59,6 +60,8 @@ def status(
 
 def write_page(path: Path, report: StatusReport) -> None:
     """Write the page atomically (a reader never sees half a page)."""
+    from pollen.cli.status_page import render_page
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".status-", suffix=".html", dir=path.parent)
     try:
@@ -72,6 +75,10 @@ def write_page(path: Path, report: StatusReport) -> None:
 
 
 def render(runtime: rt.Runtime, report: JobReport) -> None:
+    from rich.table import Table
+
+    from pollen.jobs.status import StatusReport, format_duration
+
     assert isinstance(report, StatusReport)
     out = runtime.out
     fresh = report.freshness

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from pollen import wiring
 from pollen.cli import runtime as rt
 from pollen.errors import ConfigError
-from pollen.report import Stopwatch
-from pollen.streams.backfill import run_backfill
-from pollen.streams.poller import StreamPoller
-from pollen.streams.sync import StreamSync
 from pollen.tables import STREAMED_TABLES
+
+if TYPE_CHECKING:
+    from pollen.streams.poller import StreamPoller
+    from pollen.streams.sync import StreamSync
 
 app = typer.Typer(help="DynamoDB Streams into the search index.", no_args_is_help=True)
 
@@ -36,6 +35,8 @@ def sync(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Apply the table streams to the search index (until interrupted, or once with --once)."""
+    from pollen.report import Stopwatch
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -74,6 +75,8 @@ def backfill(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """Index every current item of the streamed tables (safe while `stream sync` runs)."""
+    from pollen.streams.backfill import run_backfill
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -98,6 +101,8 @@ def search(
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
+        from rich.table import Table
+
         if table is not None and table not in {t.name for t in STREAMED_TABLES}:
             raise ConfigError(f"--table must be one of {', '.join(t.name for t in STREAMED_TABLES)}")
         index = wiring.build_search_index(runtime.settings, runtime.metrics)

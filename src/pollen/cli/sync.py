@@ -9,8 +9,6 @@ import typer
 from pollen import wiring
 from pollen.cli import display
 from pollen.cli import runtime as rt
-from pollen.jobs.sync_assets import SyncAssets
-from pollen.jobs.sync_earnings import HORIZONS, SyncEarningsCalendar
 
 app = typer.Typer(help="Synchronise upstream data into the tables.", no_args_is_help=True)
 
@@ -18,6 +16,8 @@ app = typer.Typer(help="Synchronise upstream data into the tables.", no_args_is_
 @app.command("assets")
 def sync_assets(ctx: typer.Context, force: bool = rt.FORCE_OPTION, json_output: bool = rt.JSON_OPTION) -> None:
     """SyncAssets: Alpaca's active assets into `assets` (volumes, inactive assets, consistency check)."""
+    from pollen.jobs.sync_assets import SyncAssets
+
     runtime = rt.start(ctx, json_output)
 
     def action() -> None:
@@ -39,6 +39,8 @@ def sync_earnings(
     json_output: bool = rt.JSON_OPTION,
 ) -> None:
     """SyncEarningsCalendar: Alpha Vantage's EARNINGS_CALENDAR into `earningsCalendar`."""
+    from pollen.jobs.sync_earnings import HORIZONS, SyncEarningsCalendar
+
     if horizon not in HORIZONS:
         rt.fail(f"unknown horizon {horizon!r}; use one of {', '.join(HORIZONS)}", json_output=json_output)
     runtime = rt.start(ctx, json_output)
