@@ -15,6 +15,7 @@ from pollen.adapters.dynamodb.codec import dumps_plain, loads_plain
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.deadline import Deadline
 from pollen.observability import MetricsRecorder
+from tests.clocks import ManualClock
 from tests.integration.store_support import key_of, make_store, proxy, statement, store, tables  # noqa: F401
 from tests.support.faultproxy import FaultProxy, Faults
 
@@ -153,7 +154,9 @@ def test_proxy_enforces_a_write_budget(proxy: FaultProxy, tables: str) -> None:
 
     from pollen.adapters.dynamodb.client import make_client
 
-    proxy.faults = Faults(wcu_per_s=5, burst_s=6.0)  # 30 WCU deep, refilled slowly: one unit per 200 ms
+    clock = ManualClock()
+    proxy.clock = clock  # the bucket refills only when the test moves this clock, however slow the machine is
+    proxy.faults = Faults(wcu_per_s=5, burst_s=6.0)  # 30 WCU deep, refilled at one unit per 200 ms
     client = make_client("dynamodb", endpoint_url=proxy.endpoint)
     table = f"{tables}earnings"
     batch = [{"PutRequest": {"Item": {"symbol": {"S": f"S{i}"}, "fiscalPeriod": {"S": "A"}}}} for i in range(25)]
@@ -163,6 +166,9 @@ def test_proxy_enforces_a_write_budget(proxy: FaultProxy, tables: str) -> None:
     assert len(second["UnprocessedItems"][table]) == 20  # 5 WCU left in the bucket
     with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
         client.batch_write_item(RequestItems={table: batch})
+    clock.advance(1.0)  # five units back
+    third = client.batch_write_item(RequestItems={table: batch})
+    assert len(third["UnprocessedItems"][table]) == 20
 
 
 # --- reads through a failing index ---------------------------------------------------------------------------------

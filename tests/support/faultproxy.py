@@ -40,7 +40,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -88,14 +89,16 @@ class Faults:
 class _Bucket:
     rate: float
     depth_s: float
+    clock: Callable[[], float] = time.monotonic
     tokens: float = 0.0
-    stamp: float = field(default_factory=time.monotonic)
+    stamp: float = 0.0
 
     def __post_init__(self) -> None:
         self.tokens = self.rate * self.depth_s
+        self.stamp = self.clock()
 
     def refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.rate * self.depth_s, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
@@ -109,8 +112,18 @@ class _Rejection(Exception):
 class FaultProxy:
     """Context manager: ``with FaultProxy(moto.endpoint, Faults(unprocessed=0.3)) as proxy: proxy.endpoint``."""
 
-    def __init__(self, upstream: str, faults: Faults | None = None, *, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        faults: Faults | None = None,
+        *,
+        host: str = LOOPBACK,
+        port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         parts = urlsplit(upstream)
+        #: What the write budget and outages are timed by: a test that counts on them injects a clock it moves.
+        self.clock = clock
         self.upstream_host = parts.hostname or LOOPBACK
         self.upstream_port = parts.port or 80
         self._lock = threading.Lock()
@@ -170,13 +183,13 @@ class FaultProxy:
     def outage(self, seconds: float) -> None:
         """Reset every connection for the next ``seconds``."""
         with self._lock:
-            self._outage_until = time.monotonic() + seconds
+            self._outage_until = self.clock() + seconds
 
     @property
     def in_outage(self) -> bool:
         """Whether an outage is going on now."""
         with self._lock:
-            return time.monotonic() < self._outage_until
+            return self.clock() < self._outage_until
 
     def end_outage(self) -> None:
         with self._lock:
@@ -223,7 +236,7 @@ class FaultProxy:
             self._bucket = None
             return None
         if self._bucket is None or self._bucket_rate != rate:
-            self._bucket = _Bucket(rate, self.faults.burst_s)
+            self._bucket = _Bucket(rate, self.faults.burst_s, self.clock)
             self._bucket_rate = rate
         return self._bucket
 
@@ -366,9 +379,9 @@ class FaultProxy:
         with self._lock:
             self.requests[operation] += 1
             if self._outage_plan is not None and sum(self.requests.values()) > self._outage_plan[0]:
-                self._outage_until = time.monotonic() + self._outage_plan[1]
+                self._outage_until = self.clock() + self._outage_plan[1]
                 self._outage_plan = None
-            in_outage = time.monotonic() < self._outage_until
+            in_outage = self.clock() < self._outage_until
         if in_outage:
             self.injected["outage"] += 1
             return None
