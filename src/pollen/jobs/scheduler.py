@@ -13,12 +13,12 @@ volume: all the order needs), one page (1 MB of items) at a time, and only as fa
 read hold N never-pollenated assets that no open report names, no later (lower-volume) asset can be among the N,
 so the read stops there, after the assets the open reports name that were not met yet are read by key (a Query of
 their ``symbol``, at most :data:`MAX_KEY_LOOKUPS`; more, and the index is read on). Otherwise (the stalest are
-needed) it reads every active asset. The index's ALL projection means DynamoDB charges each whole item read (about
-1 KB of an asset: one eventually consistent read unit per 8 items); the projection saves the transfer and decoding,
-stopping early saves the read units of the pages not read (at 12,000 assets, most never pollenated: one page of
-about 9 instead of all). An asset stored twice (a defect ``pollen check`` repairs) is taken by the newest of its
-items read; when the read stops early a newer item beyond it goes unseen, and pollenating that asset does no harm
-(the pollenation reads the asset again and moves its newest item).
+needed) it reads every active asset. The index's ALL projection means DynamoDB charges each whole item read
+(about 430 bytes an asset: half a read unit per 4 KB, eventually consistent); the projection saves the transfer and
+decoding, stopping early saves the read units of the pages not read (at 12,000 assets, most never pollenated: one
+page of five, 128 read units instead of 585). An asset stored twice (a defect ``pollen check`` repairs) is taken
+by the newest of its items read; when the read stops early a newer item beyond it goes unseen, and pollenating that
+asset does no harm (the pollenation reads the asset again and moves its newest item).
 
 Inactive assets are never due. The Alpha Vantage quota is respected by the run: QuotaExhausted stops it cleanly
 (PollenateAsset.run) and what was not started stays due for the next run.
