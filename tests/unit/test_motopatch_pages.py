@@ -94,3 +94,29 @@ def test_item_size_matches_moto(attrs: dict[str, Any]) -> None:
         return
     item = built[1]
     assert _outcome(lambda: itemsize.summed_size(item)) == _outcome(lambda: itemsize._original_item_size(item))
+
+
+def test_a_projection_list_changed_in_place_is_examined_again() -> None:
+    from pollen.local.motopatch import projection
+
+    item = Item(
+        hash_key=None, range_key=None, attrs={"a": {"S": "x"}, "b": {"N": "1.50"}, "m": {"M": {"c": {"S": "y"}}}}
+    )
+    paths = [["a"], ["b"]]
+    assert projection.project(item, paths).to_json() == projection._original_project(item, paths).to_json()
+    paths[1] = ["m", "c"]  # a nested path: moto's own projection must run now
+    assert projection.project(item, paths).to_json() == projection._original_project(item, paths).to_json()
+    assert projection.project(item, paths).to_json()["Attributes"] == {"a": {"S": "x"}, "m": {"M": {"c": {"S": "y"}}}}
+
+
+def test_the_collector_part_raises_the_thresholds() -> None:
+    import gc
+
+    from pollen.local.motopatch import collector
+
+    before = gc.get_threshold()
+    try:
+        collector.apply()
+        assert gc.get_threshold() == collector.THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

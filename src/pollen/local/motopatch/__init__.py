@@ -13,6 +13,7 @@ stock and a patched server and compares the responses.
 - ``streamrecords``: GetRecords' stream records serialized directly instead of through botocore's model.
 - ``pages``: a later page of a Query or Scan passes over the earlier ones with the start key converted once; a
   segmented Scan hashes each hash key once.
+- ``collector``: the server's garbage collector runs full collections far less often (no response changes).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def apply() -> bool:
         )
         return False
     from pollen.local.motopatch import (
+        collector,
         itemsize,
         ordering,
         pages,
@@ -58,5 +60,6 @@ def apply() -> bool:
     itemsize.apply()
     streamrecords.apply()  # after serializer: it replaces that part's registration for DynamoDB Streams
     pages.apply()
+    collector.apply()
     _applied = True
     return True
