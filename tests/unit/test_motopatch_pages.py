@@ -28,6 +28,8 @@ key_values = st.one_of(
     st.builds(lambda v: {"BOOL": v}, st.booleans()),
 )
 ATTRS = ("h", "r", "g")
+#: Items built here need no key objects.
+NO_KEY: Any = None
 
 
 def _outcome(call: Any) -> tuple[str, Any]:
@@ -48,8 +50,9 @@ def test_start_key_comparison_matches_moto(
     item_attrs: dict[str, Any], start: dict[str, Any], index: bool, forward: bool
 ) -> None:
     table = Table.__new__(Table)
-    item = Item(hash_key=None, range_key=None, attrs=item_attrs)
-    hash_attrs, range_attrs = (["g", "h"], ["r", "r"]) if index else (["h"], ["r"])
+    item = Item(hash_key=NO_KEY, range_key=None, attrs=item_attrs)
+    hash_attrs: list[str] = ["g", "h"] if index else ["h"]
+    range_attrs: list[str | None] = ["r", "r"] if index else ["r"]
     expected = _outcome(lambda: pages._original_comes_before(table, item, start, hash_attrs, range_attrs, forward))
     # Twice: the second call reuses the start key converted by the first, as a later item of the same page does.
     outcomes: list[tuple[str, Any]] = []
@@ -89,7 +92,7 @@ def test_dynamo_type_matches_moto(value: dict[str, Any]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(attrs=items)
 def test_item_size_matches_moto(attrs: dict[str, Any]) -> None:
-    built = _outcome(lambda: Item(hash_key=None, range_key=None, attrs=attrs))
+    built = _outcome(lambda: Item(hash_key=NO_KEY, range_key=None, attrs=attrs))
     if built[0] == "raises":
         return
     item = built[1]
@@ -100,7 +103,7 @@ def test_a_projection_list_changed_in_place_is_examined_again() -> None:
     from pollen.local.motopatch import projection
 
     item = Item(
-        hash_key=None, range_key=None, attrs={"a": {"S": "x"}, "b": {"N": "1.50"}, "m": {"M": {"c": {"S": "y"}}}}
+        hash_key=NO_KEY, range_key=None, attrs={"a": {"S": "x"}, "b": {"N": "1.50"}, "m": {"M": {"c": {"S": "y"}}}}
     )
     paths = [["a"], ["b"]]
     assert projection.project(item, paths).to_json() == projection._original_project(item, paths).to_json()
