@@ -2,9 +2,11 @@
 
 What CPython does: a full (oldest-generation) collection walks every tracked object. moto keeps every stored item as
 objects (an ``Item``, its ``LimitedSizeDict`` and one ``DynamoType`` per attribute), and every stream record with
-its images, so at 12,000 assets the server holds over a million tracked objects; a projected Scan of the assets
-table creates some 100,000 objects that live until the response is written, enough to start a full collection
+its images, so at 12,000 assets the server holds hundreds of thousands of tracked objects; a projected Scan of the
+assets table creates tens of thousands that live until the response is written, enough to start full collections
 (CPython starts one once the objects promoted since the last one exceed a quarter of the oldest generation).
+Sampled during ``pollen check`` at 12,000 assets, the allocation sites of projected items took about a quarter of
+the server's samples before this part and a few percent after.
 
 What the part does: ``gc.freeze()`` once the tables are loaded is not an option (the server never knows when), so
 it raises the thresholds: the youngest generation is collected every 50,000 allocations instead of 700, and the
