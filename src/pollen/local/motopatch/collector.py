@@ -5,8 +5,8 @@ objects (an ``Item``, its ``LimitedSizeDict`` and one ``DynamoType`` per attribu
 its images, so at 12,000 assets the server holds hundreds of thousands of tracked objects; a projected Scan of the
 assets table creates tens of thousands that live until the response is written, enough to start full collections
 (CPython starts one once the objects promoted since the last one exceed a quarter of the oldest generation).
-Sampled during ``pollen check`` at 12,000 assets, the allocation sites of projected items took about a quarter of
-the server's samples before this part and a few percent after.
+Sampled during ``pollen check`` at 12,000 assets, two allocation lines of projected items took one sample in eight of
+the server's samples before this part (13%) and 2% after; its busy samples halved (433 to 218).
 
 What the part does: ``gc.freeze()`` once the tables are loaded is not an option (the server never knows when), so
 it raises the thresholds: the youngest generation is collected every 50,000 allocations instead of 700, and the
