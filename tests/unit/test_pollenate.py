@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from pollen.domain.assets import asset_item, parse_asset
 from pollen.errors import AuthError, PermanentError
 from pollen.jobs.pollenate import PollenateAsset
-from pollen.jobs.scheduler import Scheduler, pollenate_next
+from pollen.jobs.scheduler import DueAsset, Scheduler, pollenate_next
 from pollen.observability import MetricsRecorder
+from pollen.ports import Item
 from pollen.tables import NEVER_POLLENATED
 from tests import payloads
 from tests.fakes import FakeFundamentals, InMemoryStore, transient
@@ -307,3 +310,59 @@ def test_pollenate_next_pollenates_in_schedule_order_and_marks_the_triggering_en
     assert store.by("earningsCalendar", asset_symbol="REPORTED")[0]["pollenatedAt"] == NOW_ISO
     again = Scheduler(store, metrics=MetricsRecorder(), clock=lambda: NOW).next_due(2)
     assert [d.symbol for d in again] == ["OLDER", "OLD"]
+
+
+class CountingStore(InMemoryStore):
+    """Counts the items the scheduler takes from each query (a real store reads a page only when it is reached)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: dict[tuple[str, str], int] = {}
+
+    def query(self, table: str, **kwargs: Any) -> Iterator[Item]:
+        label = (table, str(kwargs.get("index") or kwargs["partition"][0]))
+        for item in super().query(table, **kwargs):
+            self.taken[label] = self.taken.get(label, 0) + 1
+            yield item
+
+
+def big_market() -> CountingStore:
+    store = CountingStore()
+    for n in range(40):
+        add_asset(store, f"N{n:02d}", volume=1000 - n)
+    add_asset(store, "OLDEST", volume=2000, key="2026-01-01T00:00:00Z")
+    add_asset(store, "LOWREP", volume=1)  # named by an open report, met last by volume: read by key
+    add_asset(store, "GONE", volume=5000, status="inactive")
+    for symbol in ("LOWREP", "GONE", "NOSUCH"):
+        store.put_raw(
+            "earningsCalendar",
+            {
+                "asset_symbol": symbol,
+                "earnings_date": "2026-11-18",
+                "earnings_month": "2026-11",
+                "fiscal_date_ending": "2026-09-30",
+            },
+        )
+    return store
+
+
+def test_the_scheduler_stops_reading_the_index_once_the_order_is_settled() -> None:
+    store = big_market()
+    due = Scheduler(store, metrics=MetricsRecorder(), clock=lambda: NOW).next_due(3)
+    assert [(d.symbol, d.reason) for d in due] == [
+        ("LOWREP", "earnings"),
+        ("N00", "never pollenated"),
+        ("N01", "never pollenated"),
+    ]
+    # OLDEST (pollenated) and N00..N02 (never) are the highest volumes: the index read stops at the third one.
+    assert store.taken[("assets", "status-index")] == 4
+    # The reported assets not met are read by key: LOWREP (kept), GONE (inactive); NOSUCH is not stored.
+    assert store.taken[("assets", "symbol")] == 2
+
+
+def test_the_scheduler_reads_every_active_asset_when_the_stalest_are_needed() -> None:
+    store = big_market()
+    due = Scheduler(store, metrics=MetricsRecorder(), clock=lambda: NOW).next_due(43)
+    assert [d.symbol for d in due][:2] == ["LOWREP", "N00"]
+    assert due[-1] == DueAsset(symbol="OLDEST", reason="stalest", volume=2000, last_pollenation="2026-01-01T00:00:00Z")
+    assert store.taken[("assets", "status-index")] == 42

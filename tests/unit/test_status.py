@@ -301,3 +301,29 @@ def test_run_record_model_round_trips_snapshots() -> None:
         snapshot={"coverage": 0.25, "age_median_days": None},
     )
     assert from_item(to_item(record, retention=timedelta(days=1))).snapshot == {"coverage": 0.25}
+
+
+class ProjectionRecordingStore(InMemoryStore):
+    """Records the projection of every query of the calendar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calendar_projections: list[Any] = []
+
+    def query(self, table: str, **kwargs: Any) -> Any:
+        if table == "earningsCalendar":
+            self.calendar_projections.append(kwargs.get("attributes"))
+        return super().query(table, **kwargs)
+
+
+def test_status_reads_the_calendar_months_projected() -> None:
+    store = ProjectionRecordingStore()
+    store.put_raw("assets", asset("IBM", NEVER_POLLENATED))
+    store.put_raw("earningsCalendar", calendar("IBM", "2025-03-05", name="International Business Machines " * 20))
+    store.put_raw("earningsCalendar", calendar("IBM", "2024-11-05", pollenatedAt="2024-11-06T00:00:00Z"))
+    report = collector(store).collect(snapshot=False)
+    assert store.calendar_projections and all(store.calendar_projections)
+    assert all("name" not in projection for projection in store.calendar_projections)
+    assert (report.freshness.calendar_first, report.freshness.calendar_last) == ("2024-11-05", "2025-03-05")
+    assert report.pollination.due.earnings == 1
+    assert report.freshness.tables[1].newest_sync == "2025-03-02T10:00:00Z"

@@ -5,7 +5,9 @@ What it reads (and nothing else), cheaply:
 - DescribeTable of every contract table: item counts (DynamoDB refreshes them about every six hours: approximate);
 - ``assets``: one Scan projected onto ``symbol``, ``lastPollenationDate``, ``status``, ``lastSyncDate``;
 - ``earningsCalendar`` through ``upcoming-earnings-index``: the months from ``EARNINGS_LOOKBACK_DAYS`` back to
-  ``CALENDAR_AHEAD_DAYS`` ahead (projected), plus one-item probes of the months around them for the calendar's range;
+  ``CALENDAR_AHEAD_DAYS`` ahead, projected onto ``CALENDAR_STATUS_ATTRIBUTES``, plus one-item probes of the months
+  around them for the calendar's range (the projection saves transfer and decoding; DynamoDB charges the whole
+  items read all the same);
 - the run records in ``pollenControl`` (one Query per job, the last ``CHART_DAYS`` days);
 - nothing of the five fundamentals tables but their DescribeTable: their age is the assets' ``lastPollenationDate``.
 
@@ -52,6 +54,9 @@ STREAM_LAG_ATTENTION_S = 300.0
 BACKLOG_ATTENTION = timedelta(days=7)
 
 Health = Literal["ok", "attention", "failing"]
+
+#: What status reads of a calendar entry (its keys, the index's keys, the sync time and the pollenation mark).
+CALENDAR_STATUS_ATTRIBUTES = ("asset_symbol", "earnings_date", "earnings_month", "lastSyncDate", POLLENATED_AT)
 
 
 class TableFreshness(BaseModel):
@@ -259,6 +264,8 @@ class StatusCollector:
         return {s: str(i["lastPollenationDate"]) for s, i in newest.items() if i.get("status") == "active"}
 
     def _month_items(self, month: str, *, limit: int | None = None, descending: bool = False) -> list[dict[str, Any]]:
+        """A month bucket of the calendar, projected onto :data:`CALENDAR_STATUS_ATTRIBUTES` (a one-item probe
+        only needs the keys, which every projection keeps)."""
         return list(
             self.store.query(
                 EARNINGS_CALENDAR.name,
@@ -266,6 +273,7 @@ class StatusCollector:
                 index="upcoming-earnings-index",
                 descending=descending,
                 limit=limit,
+                attributes=CALENDAR_STATUS_ATTRIBUTES,
             )
         )[: limit or None]
 

@@ -11,6 +11,9 @@ stock and a patched server and compares the responses.
 - ``projection``: a projection converts only the projected attributes; a projected Query or Scan does not deep-copy
   the items it projects.
 - ``streamrecords``: GetRecords' stream records serialized directly instead of through botocore's model.
+- ``pages``: a later page of a Query or Scan passes over the earlier ones with the start key converted once; a
+  segmented Scan hashes each hash key once.
+- ``collector``: the server's garbage collector runs full collections far less often (no response changes).
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ def apply() -> bool:
             PATCHED_MOTO_VERSION,
         )
         return False
-    from pollen.local.motopatch import itemsize, ordering, projection, serializer, streamrecords, transactions
+    from pollen.local.motopatch import (
+        collector,
+        itemsize,
+        ordering,
+        pages,
+        projection,
+        serializer,
+        streamrecords,
+        transactions,
+    )
 
     serializer.apply()
     ordering.apply()
@@ -47,5 +59,7 @@ def apply() -> bool:
     transactions.apply()
     itemsize.apply()
     streamrecords.apply()  # after serializer: it replaces that part's registration for DynamoDB Streams
+    pages.apply()
+    collector.apply()
     _applied = True
     return True

@@ -13,10 +13,15 @@ check compares the same numbers against the same limit. Later changes still go t
 attribute name that is not a ``str`` (which moto would size as ``str(name)`` in one place and as itself in the other)
 makes moto's own ``__init__`` build the item.
 
+Each attribute given as a one-entry dict of a tag other than ``L`` and ``M`` is made into its ``DynamoType`` by
+setting ``type`` and ``value`` directly: for such a dict ``DynamoType.__init__`` takes the one key as the type and
+its value as the value and converts nothing further (only lists and maps get their elements wrapped).
+
 ``DynamoType.size`` of a string (``S`` holding a ``str``) or a number (``N``) is computed directly: moto's method
 tests number, set, list, map and ``bool`` in turn and then returns ``len(str(value))`` for a number and
 ``bytesize(value)`` (the UTF-8 length of a ``str``) for a string; the direct branch returns the same. Every other
-value goes to moto's method.
+value goes to moto's method. ``Item.size`` (moto: ``sum(bytesize(name) + value.size() ...)``) sums the same terms in
+one loop, with the same direct branches (an ASCII ``str`` is as many UTF-8 bytes as characters).
 
 ``Table.scan`` and ``Table.query`` size every item they read twice (the 1 MB page limit, then the page's running
 size): while one runs (on this thread), ``Item.size`` is remembered per item object for the rest of that call. The
@@ -55,12 +60,45 @@ def item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -
     self.attrs = LimitedSizeDict()
     size = 0
     for name, value in attrs.items():
-        attribute = DynamoType(value)
-        attribute_size = bytesize(name) + attribute.size()
+        attribute = _dynamo_type(value)
+        attribute_size = _attribute_bytes(name, attribute)
         if size + attribute_size > ITEM_SIZE_LIMIT:
             raise ItemSizeTooLarge
         dict.__setitem__(self.attrs, name, attribute)
         size += attribute_size
+
+
+def _dynamo_type(value: Any) -> Any:
+    """``DynamoType(value)``; a one-entry dict of a scalar tag is set directly (what ``__init__`` does for it)."""
+    if type(value) is dict and len(value) == 1:
+        tag, raw = next(iter(value.items()))
+        if tag != "L" and tag != "M":
+            attribute = DynamoType.__new__(DynamoType)
+            attribute.type = tag
+            attribute.value = raw
+            return attribute
+    return DynamoType(value)
+
+
+def _attribute_bytes(name: Any, value: Any) -> int:
+    """``bytesize(name) + value.size()``, directly for a ``str`` name and a string or number value."""
+    size = bytesize(name) if type(name) is not str else len(name) if name.isascii() else len(name.encode("utf-8"))
+    tag = value.type
+    if tag == "S":
+        text = value.value
+        if type(text) is str:
+            return size + (len(text) if text.isascii() else len(text.encode("utf-8")))
+    elif tag == "N":
+        return size + len(str(value.value))
+    return size + int(value.size())
+
+
+def summed_size(self: Any) -> int:
+    """moto's ``Item.size``: the names' and values' sizes summed in one pass."""
+    total = 0
+    for name, value in self.attrs.items():
+        total += _attribute_bytes(name, value)
+    return total
 
 
 def attribute_size(self: Any) -> int:
@@ -79,10 +117,10 @@ def item_size(self: Any) -> int:
     """moto's ``Item.size``, remembered per item during one Scan or Query."""
     memo: dict[int, tuple[Any, int]] | None = getattr(_read_sizes, "memo", None)
     if memo is None:
-        return _original_item_size(self)
+        return summed_size(self)
     known = memo.get(id(self))
     if known is None:
-        known = memo[id(self)] = (self, _original_item_size(self))
+        known = memo[id(self)] = (self, summed_size(self))
     return known[1]
 
 

@@ -15,6 +15,8 @@ What the patch does:
   A string, number or boolean attribute is converted by the two steps that apply to it (a string and a boolean are
   their own plain and serialized forms; a number goes through ``TypeDeserializer._deserialize_n`` and
   ``TypeSerializer._serialize_n``), without the type dispatch; other attributes take the whole conversion.
+  Which projections qualify is worked out once per projection list (the same list object with the same paths as the
+  last one seen on this thread reuses the answer).
 - ``Table.scan`` and ``Table.query`` called with a projection: while they run (on this thread), the deep copies they
   make of the items they return are the items themselves (a list of items is copied shallowly).
 
@@ -63,9 +65,22 @@ def top_level_names(projection_expressions: list[list[str]]) -> list[str] | None
     return names
 
 
+def _projected_names(projection_expressions: list[list[str]]) -> list[str] | None:
+    """``top_level_names``, remembered (per thread) for the last projection seen: a Scan or Query projects every
+    item of a page with the same list. The list is held and compared by value as well, so a list changed since, or
+    a new one at a reused address, is examined again."""
+    memo = getattr(_projected_read, "names", None)
+    if memo is not None and memo[0] is projection_expressions and memo[1] == projection_expressions:
+        names: list[str] | None = memo[2]
+        return names
+    names = top_level_names(projection_expressions)
+    _projected_read.names = (projection_expressions, [list(path) for path in projection_expressions], names)
+    return names
+
+
 def project(self: Any, projection_expressions: list[list[str]]) -> Any:
     """moto's ``Item.project``, converting only the projected attributes when they are top-level names."""
-    names = top_level_names(projection_expressions)
+    names = _projected_names(projection_expressions)
     if names is None:
         return _original_project(self, projection_expressions)
     attrs = self.attrs
