@@ -17,10 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pollen.adapters.dynamodb.client import make_client
 from pollen.local.stack import EmbeddedStack, MotoServer
 from pollen.observability import forget_secrets
+
+#: ``pytest --hypothesis-profile=nightly``: the thorough run (ten times hypothesis's default of examples per property,
+#: and each test's own nightly count, see :func:`examples`); the suite's default profile keeps ``./dev test`` quick.
+NIGHTLY = "nightly"
+settings.register_profile(NIGHTLY, max_examples=1_000)
+
+
+def examples(suite: int, nightly: int) -> int:
+    """A property test's ``max_examples``: ``suite`` in the everyday run, ``nightly`` under the nightly profile (read
+    when the test module is imported, after pytest has loaded the profile)."""
+    return nightly if settings.get_current_profile_name() == NIGHTLY else suite
+
 
 #: Whether the tests' moto servers run stock moto (see the module's docstring).
 STOCK_MOTO = os.environ.get("POLLEN_TEST_STOCK_MOTO", "") == "1"
