@@ -110,7 +110,7 @@ def render(stock: SuiteRun, patched: SuiteRun) -> str:
         "",
         f"Method: `pytest -n {WORKERS} {' '.join([*IGNORED, *PATHS])}` run twice back to back on this machine, "
         "first with `POLLEN_TEST_STOCK_MOTO=1` (every moto server the tests start runs moto 5.2.5's DynamoDB as "
-        "released), then with pollen's motopatch as `./dev test` runs it. Wall time of each whole run (start-up and "
+        "released; each test's time limit six times its own), then with pollen's motopatch as `./dev test` runs it. Wall time of each whole run (start-up and "
         f"collection included); per tier, the sum of the tests' own times from pytest's JUnit report (spread over "
         f"{WORKERS} workers). Load average (1 min) read before and after each run.",
         "",
