@@ -1,4 +1,10 @@
-"""Shared fixtures: one moto server per test process, reached over HTTP exactly as a user's boto3 would."""
+"""Shared fixtures: one moto server per test process, reached over HTTP exactly as a user's boto3 would.
+
+``POLLEN_TEST_STOCK_MOTO=1`` runs the same tests against moto's DynamoDB as released, without pollen's speed-ups
+(:mod:`pollen.local.motopatch`): every moto server the tests start is then stock, those that ``pollen demo`` and
+``pollen local`` start included. The speed-ups change no response (tests/integration/test_motopatch_differential.py),
+so every test must pass either way; only the time differs (``python -m bench bench_suite`` measures it).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,73 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pollen.adapters.dynamodb.client import make_client
-from pollen.local.stack import MotoServer
+from pollen.local.stack import EmbeddedStack, MotoServer
 from pollen.observability import forget_secrets
+
+#: ``pytest --hypothesis-profile=nightly``: the thorough run (ten times hypothesis's default of examples per property,
+#: and each test's own nightly count, see :func:`examples`); the suite's default profile keeps ``./dev test`` quick.
+NIGHTLY = "nightly"
+settings.register_profile(NIGHTLY, max_examples=1_000)
+
+
+def examples(suite: int, nightly: int) -> int:
+    """A property test's ``max_examples``: ``suite`` in the everyday run, ``nightly`` under the nightly profile (read
+    when the test module is imported, after pytest has loaded the profile)."""
+    return nightly if settings.get_current_profile_name() == NIGHTLY else suite
+
+
+#: Whether the tests' moto servers run stock moto (see the module's docstring).
+STOCK_MOTO = os.environ.get("POLLEN_TEST_STOCK_MOTO", "") == "1"
+
+#: Runs ``pollen`` with every moto server it starts stock (``pollen demo`` and ``pollen local`` start their own).
+_STOCK_POLLEN = """
+import sys
+from pollen.local import stack
+command = stack.MotoServer.command
+stack.MotoServer.command = lambda self: [*command(self), "--stock"]
+from pollen.cli.app import main
+sys.argv[0] = "pollen"
+main()
+"""
+
+
+#: Stock moto answers large tables several times slower (issue 15: Scan 4-8x, Query 9-100x): in stock mode each test
+#: gets this many times its time limit, so that a comparison run measures the tests instead of ending them.
+STOCK_TIMEOUT_FACTOR = 6
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not STOCK_MOTO:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker is not None and marker.args else default
+        if limit > 0:
+            item.add_marker(pytest.mark.timeout(limit * STOCK_TIMEOUT_FACTOR), append=False)
+
+
+def moto_server(**options: Any) -> MotoServer:
+    """A moto server as the tests run it: stock under ``POLLEN_TEST_STOCK_MOTO=1``, else with pollen's speed-ups."""
+    return MotoServer(stock=STOCK_MOTO, **options)
+
+
+def embedded_stack(**options: Any) -> EmbeddedStack:
+    """pollen's embedded stack (not yet started), its moto server stock under ``POLLEN_TEST_STOCK_MOTO=1``."""
+    stack = EmbeddedStack(**options)
+    stack.dynamodb.stock = STOCK_MOTO
+    return stack
+
+
+def pollen_command(*args: str) -> list[str]:
+    """The command line that runs ``pollen *args`` in a child process, on stock moto in stock mode."""
+    if STOCK_MOTO and args and args[0] in ("demo", "local"):
+        return [sys.executable, "-c", _STOCK_POLLEN, *args]
+    return [sys.executable, "-m", "pollen", *args]
+
 
 # Tests never reach AWS: dummy credentials, a fixed region, and streams through explicit endpoints.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -39,14 +108,14 @@ def _forget_registered_secrets() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    with MotoServer() as server:
+def shared_moto_server() -> Iterator[MotoServer]:
+    with moto_server() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def endpoint(moto_server: MotoServer) -> str:
-    return moto_server.endpoint
+def endpoint(shared_moto_server: MotoServer) -> str:
+    return shared_moto_server.endpoint
 
 
 @pytest.fixture
@@ -86,7 +155,7 @@ def run_pollen(
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed command line in a child process, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "pollen", *args],
+        pollen_command(*args),
         env=dict(env),
         capture_output=True,
         text=True,

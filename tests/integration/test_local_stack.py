@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,14 +11,15 @@ import pytest
 
 from pollen.adapters.dynamodb.client import make_client
 from pollen.errors import ConfigError, ServiceUnavailable
-from pollen.local.stack import EmbeddedStack, MotoServer
+from pollen.local.stack import MotoServer
 from pollen.tables import ALL_TABLES
+from tests.conftest import embedded_stack, moto_server, pollen_command
 
 pytestmark = pytest.mark.integration
 
 
 def test_embedded_stack_serves_tables_over_http_and_stops(tmp_path: Path) -> None:
-    with EmbeddedStack(home=tmp_path, table_prefix="x-") as stack:
+    with embedded_stack(home=tmp_path, table_prefix="x-") as stack:
         env = stack.environment()
         client = make_client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"])
         names = client.list_tables()["TableNames"]
@@ -39,7 +39,7 @@ def test_a_taken_port_is_a_clear_error() -> None:
 
 
 def test_a_dead_server_is_reported() -> None:
-    with MotoServer() as server:
+    with moto_server() as server:
         assert server._process is not None
         server._process.kill()
         server._process.wait()
@@ -50,7 +50,7 @@ def test_a_dead_server_is_reported() -> None:
 def test_pollen_local_prints_exports_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "POLLEN_HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pollen", "local"],
+        pollen_command("local"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

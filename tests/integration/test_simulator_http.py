@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from pollen.local.simulator import Simulator, SimulatorProcess
-from pollen.local.stack import EmbeddedStack
+from tests.conftest import embedded_stack
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_authentication_is_checked() -> None:
 
 
 def test_embedded_stack_serves_the_simulator_too(tmp_path: Path) -> None:
-    with EmbeddedStack(home=tmp_path, simulator=True, simulator_options={"asset_count": 800}) as stack:
+    with embedded_stack(home=tmp_path, simulator=True, simulator_options={"asset_count": 800}) as stack:
         env = stack.environment()
         for name in ("ALPACA_BASE_URL", "ALPACA_DATA_URL", "ALPHAVANTAGE_BASE_URL", "ALPACA_API_KEY_ID"):
             assert env[name]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pollen.local.simulator.server import SimulatorProcess
-from pollen.local.stack import MotoServer
+from tests.conftest import moto_server
 from tests.lambdas import harness
 from tests.standins.opensearch import OpenSearchStandIn
 
@@ -64,7 +64,7 @@ def search_endpoint(opensearch: OpenSearchStandIn) -> str | None:
 @pytest.fixture(scope="module")
 def aws(secret_value: dict[str, str], search_endpoint: str | None) -> Iterator[harness.StackResources]:
     """moto's server (DynamoDB, Streams, SQS, Secrets Manager) with the stack's resources from template.yaml."""
-    with MotoServer() as server:
+    with moto_server() as server:
         parameters: dict[str, Any] = {"OpenSearchEndpoint": search_endpoint} if search_endpoint else {}
         stack = harness.StackResources(harness.load_template(), server.endpoint, secret_value, parameters)
         yield stack.create()

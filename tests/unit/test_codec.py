@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pollen.adapters.dynamodb import codec
 from pollen.adapters.dynamodb.codec import CodecError
+from tests.conftest import examples
 
 
 def _numbers() -> st.SearchStrategy[Any]:
@@ -54,14 +55,14 @@ def _expected(value: Any) -> Any:
 
 
 @given(json_values)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(100, nightly=3_000), deadline=None)
 def test_round_trip_of_arbitrary_json_values(value: Any) -> None:
     decoded = codec.decode_value(codec.encode_value(value))
     assert decoded == _expected(value)
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=6))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(100, nightly=2_000), deadline=None)
 def test_plain_json_round_trip_keeps_numbers_exact(item: dict[str, Any]) -> None:
     text = codec.dumps_plain(item)
     assert codec.loads_plain(text) == _expected(item)
@@ -76,7 +77,7 @@ def test_binary_and_sets_round_trip_through_boto_and_wire_forms(blob: bytes, str
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(100, nightly=2_000), deadline=None)
 def test_one_pass_encoding_matches_encode_then_size(item: dict[str, Any]) -> None:
     wire, size = codec.encode_item_sized(item)
     assert wire == codec.encode_item(item)
@@ -212,7 +213,7 @@ def _fast_outcome(value: Any) -> Any:
         st.integers(min_value=-(10**45), max_value=10**45),
     )
 )
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(500, nightly=20_000), deadline=None)
 def test_fast_number_path_matches_the_general_one(value: Any) -> None:
     assert _fast_outcome(value) == _number_outcome(value)
 
@@ -236,7 +237,7 @@ _key_strings = st.one_of(st.text(max_size=12), st.text(max_size=3).map(lambda s:
         st.one_of(_key_strings, st.integers(-5, 5), st.none(), st.binary(max_size=3), st.just(math.nan)),
     )
 )
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500, nightly=5_000), deadline=None)
 def test_encode_key_matches_encode_check_and_signature(item: dict[str, Any]) -> None:
     for schema in ((("pk", "S"), ("sk", "S")), (("pk", "S"),), (("pk", "N"), ("sk", "S")), (("pk", "B"),)):
         names = [name for name, _ in schema]
@@ -254,7 +255,7 @@ def test_encode_key_matches_encode_check_and_signature(item: dict[str, Any]) -> 
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=8), st.binary(max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(100, nightly=2_000), deadline=None)
 def test_add_content_hash_gives_the_content_hash_and_the_items_wire_json(item: dict[str, Any], blob: bytes) -> None:
     item = {**item, "blob": blob, "lastSyncDate": "2026-01-01T00:00:00Z"}
     wire = codec.encode_item(item)
