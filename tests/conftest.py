@@ -26,7 +26,13 @@ from pollen.observability import forget_secrets
 #: ``pytest --hypothesis-profile=nightly``: the thorough run (ten times hypothesis's default of examples per property,
 #: and each test's own nightly count, see :func:`examples`); the suite's default profile keeps ``./dev test`` quick.
 NIGHTLY = "nightly"
-settings.register_profile(NIGHTLY, max_examples=1_000)
+#: No property test has a per-example time limit: hypothesis's default (200 ms) is a wall-clock assertion that a
+#: loaded machine breaks (a domain property failed that way with one core busy), and no test asserts a time.
+SUITE = "suite"
+settings.register_profile(SUITE, deadline=None)
+settings.register_profile(NIGHTLY, max_examples=1_000, deadline=None)
+if settings.get_current_profile_name() == "default":  # not one chosen with --hypothesis-profile
+    settings.load_profile(SUITE)
 
 
 def examples(suite: int, nightly: int) -> int:
