@@ -15,14 +15,14 @@
 
 What it reads: ``assets`` once, by one strongly consistent parallel Scan projected onto :data:`STORED_ATTRIBUTES`
 (the key, status, volume, what the check needs, and the store's content hash with ``lastSyncDate``), made while the
-feed and the volumes are fetched (it needs neither: the latencies overlap instead of adding up). The volumes of
-every plausible symbol of the feed are fetched while the feed is validated. That read
-gives each symbol's sort key and volume, the active symbols (for deactivations), and the stored versions the upsert
-compares with (``upsert(stored=...)``: nothing is read again by key). Strongly consistent because it decides what
-is written: an eventually consistent Scan could miss a pollenation's sort-key move of the last second. The
-consistency check runs on the same read with what the run wrote laid over it; only when some item was not written
-(failed, invalid or stale) does it scan again. Whole items are read by key only for symbols being deactivated and
-for the symbols the check finds defective.
+feed and the volumes are fetched (it needs neither: the latencies overlap instead of adding up; the volumes of the
+feed's plausible symbols are in turn fetched while the feed is validated). That read gives each symbol's sort key
+and volume, the active symbols (for deactivations), and the stored versions the upsert compares with
+(``upsert(stored=...)``: nothing is read again by key). Strongly consistent because it decides what is written: an
+eventually consistent Scan could miss a pollenation's sort-key move of the last second. The consistency check runs
+on the same read with what the run wrote laid over it; only when some item was not written (failed, invalid or
+stale) does it scan again. Whole items are read by key only for symbols being deactivated and for the symbols the
+check finds defective.
 """
 
 from __future__ import annotations
