@@ -141,14 +141,22 @@ class SyncAssets:
             volumes_read = reader.submit(self._volumes, symbols)
             assets = self._validate(raw_assets, report)
             volumes, volumes_error = volumes_read.result()
+            # While the Scan still runs: each listing's item as if new, finished below with what is stored.
+            drafts = [
+                asset_item(
+                    asset,
+                    volume=Decimal(volumes.get(symbol, 0)),
+                    last_sync=now_iso,
+                    last_pollenation=NEVER_POLLENATED,
+                )
+                for symbol, asset in assets.items()
+            ]
             current = stored_read.result()
         if volumes_error is not None:
             report.add_error(volumes_error)
         report.volumes_known = sum(1 for symbol in assets if symbol in volumes)
 
-        desired = [
-            self._desired(asset, current.get(symbol, []), volumes, report, now_iso) for symbol, asset in assets.items()
-        ]
+        desired = [self._desired(draft, current.get(draft["symbol"], []), volumes, report) for draft in drafts]
         desired += self._deactivations(current, set(symbols), report, now_iso)
 
         all_settled = self._write(desired, current, report, deadline)
@@ -158,24 +166,19 @@ class SyncAssets:
             report.check = {"skipped": "deadline"}
 
     @staticmethod
-    def _desired(
-        asset: AlpacaAsset, stored: list[Item], volumes: dict[str, int], report: SyncAssetsReport, now_iso: str
-    ) -> Item:
-        """The item of one listing: its stored sort key (a new symbol: NEVER_POLLENATED), the day's volume or the
-        stored one. Unchanged items are recognised by the store (content without lastSyncDate), which neither
-        rewrites them nor moves their lastSyncDate, and counts them."""
-        keeper = max(stored, key=lambda i: str(i[SORT_KEY])) if stored else None
-        volume = volumes.get(asset.symbol)
-        if volume is None:
-            volume = keeper.get("volume", 0) if keeper is not None else 0
-        if keeper is None:
+    def _desired(draft: Item, stored: list[Item], volumes: dict[str, int], report: SyncAssetsReport) -> Item:
+        """A listing's item finished with what is stored: a known symbol keeps its sort key (a new one has
+        NEVER_POLLENATED) and, without a volume today, its stored volume (a new one: 0). Unchanged items are
+        recognised by the store (content without lastSyncDate), which neither rewrites them nor moves their
+        lastSyncDate, and counts them."""
+        if not stored:
             report.new += 1
-        return asset_item(
-            asset,
-            volume=Decimal(volume),
-            last_sync=now_iso,
-            last_pollenation=str(keeper[SORT_KEY]) if keeper is not None else NEVER_POLLENATED,
-        )
+            return draft
+        keeper = max(stored, key=lambda i: str(i[SORT_KEY]))
+        draft[SORT_KEY] = str(keeper[SORT_KEY])
+        if draft["symbol"] not in volumes:
+            draft["volume"] = Decimal(keeper.get("volume", 0))
+        return draft
 
     def _validate(self, raw_assets: list[Any], report: SyncAssetsReport) -> dict[str, AlpacaAsset]:
         assets: dict[str, AlpacaAsset] = {}
