@@ -194,6 +194,18 @@ def test_margin_given_as_percent_text() -> None:
     assert item["margin_requirement_long"] == Decimal(50)
 
 
+@pytest.mark.parametrize("bad", ["3O", "NaN", "1e999", True, [30]])
+def test_numbers_a_feed_repeats_are_validated_once_and_a_bad_one_is_refused_every_time(bad: object) -> None:
+    """The asset's numbers are remembered per value (a feed repeats a handful); refusals are never remembered."""
+    for symbol in ("IBM", "MSFT"):
+        item = parse_asset(payloads.alpaca_asset(symbol, margin_requirement_short="30", price_increment="0.01"))
+        assert item.attributes_item()["margin_requirement_short"] == Decimal(30)
+        assert item.attributes_item()["price_increment"] == Decimal("0.01")
+        for field in ("margin_requirement_long", "min_order_size"):
+            with pytest.raises(InvalidRecord, match=field):
+                parse_asset(payloads.alpaca_asset(symbol, **{field: bad}))
+
+
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [

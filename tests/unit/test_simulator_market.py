@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from pollen.local.simulator.app import Simulation, SimulatorConfig
 from pollen.local.simulator.market import START_DATE, Market
 
 
@@ -96,3 +97,19 @@ def test_calendar_covers_twelve_months_and_reschedules_some_reports() -> None:
     later = {(r[0], r[3]): r[2] for r in Market(seed=7, asset_count=3000, day=20).calendar_rows("12month")}
     moved = [key for key, date in first.items() if key in later and later[key] != date]
     assert moved, "some reports are rescheduled"
+
+
+def test_snapshot_bodies_are_built_once_a_day_and_are_the_snapshots_json() -> None:
+    sim = Simulation(SimulatorConfig(asset_count=500))
+    symbols = [*[a.symbol for a in sim.market.listed()][:150], "AAPL", "AAPL", "NOT-LISTED"]
+
+    def expected() -> bytes:
+        market = sim.market
+        snapshots = {s: market.snapshot(s) for s in symbols}
+        return json.dumps({s: v for s, v in snapshots.items() if v is not None}, separators=(",", ":")).encode()
+
+    first = sim.snapshots_body(symbols)
+    assert first == expected() == sim.snapshots_body(symbols)
+    assert set(json.loads(first)) < set(symbols)  # some have no daily bar
+    sim.configure(day=1)
+    assert sim.snapshots_body(symbols) == expected() != first

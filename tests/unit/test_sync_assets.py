@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from pollen.deadline import Deadline
 from pollen.errors import AuthError, DeadLettersLost, LeaseHeld, ServiceUnavailable
-from pollen.jobs.sync_assets import SyncAssets
+from pollen.jobs.sync_assets import WRITES_IN_FLIGHT, SyncAssets
 from pollen.observability import MetricsRecorder
 from pollen.tables import NEVER_POLLENATED
 from tests import payloads
@@ -150,12 +153,37 @@ def test_deadline_stops_between_chunks_and_the_next_run_completes(monkeypatch: p
             return len(store.tables["assets"]) >= 10
 
     report = sync(store, source, deadline=OneChunk())
-    assert not report.complete and report.remaining == 36
-    assert report.written == 10
-    assert len(store.items("assets")) == 10
+    # The chunks already in flight when it expired finish; no other starts.
+    assert not report.complete and report.ok
+    assert 10 <= report.written <= 10 * WRITES_IN_FLIGHT
+    assert report.remaining == 46 - report.written
+    assert len(store.items("assets")) == report.written
     second = sync(store, source)
-    assert second.complete and second.written == 36 and second.unchanged == 10
+    assert second.complete and second.written == report.remaining and second.unchanged == report.written
     assert len(store.items("assets")) == 46
+
+
+def test_chunks_are_written_several_at_once_and_counted_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first two upserts wait for each other (one chunk at a time never gets past the first); the report and
+    the progress still follow the chunks' order."""
+    monkeypatch.setattr("pollen.jobs.sync_assets.WRITE_CHUNK", 10)
+    store, source = InMemoryStore(), market(45)
+    together = threading.Barrier(2, timeout=10)
+    calls = itertools.count()
+    upsert = store.upsert
+    settled: list[int] = []
+
+    def paired_upsert(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) < 2:
+            together.wait()
+        return upsert(*args, **kwargs)
+
+    store.upsert = paired_upsert  # type: ignore[method-assign]
+    report = SyncAssets(
+        store, source, metrics=MetricsRecorder(), clock=lambda: DAY1, progress=lambda done, _: settled.append(done)
+    ).run()
+    assert report.ok and report.written == 46
+    assert settled == [10, 20, 30, 40, 46]
 
 
 def test_a_failing_store_call_is_reported_not_raised_and_an_unreachable_store_ends_the_run() -> None:

@@ -1,17 +1,26 @@
-"""Alpaca client: active assets through alpaca-py's TradingClient (raw JSON), daily volumes from stock snapshots.
+"""Alpaca client: active assets through alpaca-py's REST client (raw JSON), daily volumes from stock snapshots.
 
-alpaca-py's typed ``Asset`` rejects enum values it does not know (Alpaca adds exchanges and classes), so the
-trading client runs with ``raw_data=True`` and the assets come back exactly as the API sent them; validation is
-the domain's job. alpaca-py's own 429 handling (fixed sleeps, headers ignored) is switched off: this client retries
-429s after the ``Retry-After``/``X-RateLimit-Reset`` the server gave, and other transient failures with capped
-exponential backoff and full jitter (:mod:`pollen.backoff`).
+alpaca-py's typed ``Asset`` rejects enum values it does not know (Alpaca adds exchanges and classes), so the assets
+are read with ``raw_data=True`` and come back exactly as the API sent them; validation is the domain's job. The
+call is ``TradingClient.get_all_assets``'s own (``GET /v2/assets`` on alpaca-py's ``RESTClient``, which
+``TradingClient`` extends) without ``TradingClient`` itself: importing that module loads pandas and numpy (about
+1.5 s of CPU per process) for request models a raw read does not use. alpaca-py's own 429 handling (fixed sleeps,
+headers ignored) is switched off: this client retries 429s after the ``Retry-After``/``X-RateLimit-Reset`` the
+server gave, and other transient failures with capped exponential backoff and full jitter (:mod:`pollen.backoff`).
+
+The snapshot batches are fetched by a few threads at once (:data:`SNAPSHOT_CONCURRENCY`): one request per 200
+symbols, about 60 for the whole market, well inside Alpaca's 200 requests a minute. A 429 to any of them pauses
+them all until the time the server gave.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import httpx
@@ -33,6 +42,8 @@ from pollen.observability import MetricsRecorder
 log = logging.getLogger(__name__)
 
 SERVICE = "Alpaca"
+#: Snapshot requests in flight at once: enough to overlap the server's work with ours, few enough to stay polite.
+SNAPSHOT_CONCURRENCY = 4
 _STOCK_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 T = TypeVar("T")
 
@@ -50,6 +61,28 @@ def _timeout_session(timeout_s: float) -> Any:
             return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type,unused-ignore]
 
     return TimeoutSession()
+
+
+class _ThrottlePause:
+    """A 429 to one request holds back every request of the client until the time the server gave (each request
+    waits here before it is sent; the throttled request itself waits in its backoff, at least as long)."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def hold(self, seconds: float | None) -> None:
+        if seconds:
+            with self._lock:
+                self._until = max(self._until, self._clock() + seconds)
+
+    def wait(self) -> None:
+        with self._lock:
+            remaining = self._until - self._clock()
+        if remaining > 0:
+            self._sleep(remaining)
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -72,8 +105,10 @@ class AlpacaClient:
         http: httpx.Client | None = None,
         backoff: Backoff | None = None,
         snapshot_batch: int = 200,
+        snapshot_concurrency: int = SNAPSHOT_CONCURRENCY,
         timeout_s: float = 30.0,
         sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._key_id = _secret(key_id)
         self._secret_key = _secret(secret_key)
@@ -84,6 +119,8 @@ class AlpacaClient:
         backoff = backoff or HTTP_BACKOFF
         self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
         self.snapshot_batch = max(1, snapshot_batch)
+        self.snapshot_concurrency = max(1, snapshot_concurrency)
+        self._pause = _ThrottlePause(clock, sleep or time.sleep)
         self.timeout_s = timeout_s
         self._trading = trading
         self._owns_http = http is None
@@ -103,11 +140,13 @@ class AlpacaClient:
         return key_id, secret
 
     def _trading_client(self) -> Any:
+        """alpaca-py's REST client for the trading API, as ``TradingClient`` sets it up (``api_version="v2"``, the
+        base URL, raw data)."""
         if self._trading is None:
-            from alpaca.trading.client import TradingClient
+            from alpaca.common.rest import RESTClient
 
             key_id, secret = self._credentials()
-            client = TradingClient(key_id, secret, raw_data=True, url_override=self.base_url)
+            client = RESTClient(base_url=self.base_url, api_key=key_id, secret_key=secret, raw_data=True)
             client._retry = 0  # no blind 3-second sleeps on 429: we honour the server's headers ourselves
             client._session = _timeout_session(self.timeout_s)
             self._trading = client
@@ -117,13 +156,11 @@ class AlpacaClient:
 
     def active_assets(self) -> list[dict[str, Any]]:
         """Every active asset, raw, as the API sent it (one response: /v2/assets has no pagination)."""
-        from alpaca.trading.enums import AssetStatus
-        from alpaca.trading.requests import GetAssetsRequest
 
         def call() -> list[dict[str, Any]]:
             client = self._trading_client()
             try:
-                raw = client.get_all_assets(GetAssetsRequest(status=AssetStatus.ACTIVE))
+                raw = client.get("/assets", {"status": "active"})
             except Exception as exc:
                 raise self._translate(exc) from None
             if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
@@ -135,34 +172,51 @@ class AlpacaClient:
         return assets
 
     def daily_volumes(self, symbols: Sequence[str]) -> dict[str, int]:
-        """Latest daily-bar volume per symbol, from the stock snapshots API, many symbols per request.
+        """Latest daily-bar volume per symbol, from the stock snapshots API, many symbols per request and a few
+        requests at once.
 
         Symbols the stocks API cannot take (crypto pairs like ``BTC/USD``) are left out, as are symbols without a
-        daily bar; a batch refused for one bad symbol is split until the symbol is isolated and dropped.
+        daily bar; a batch refused for one bad symbol is split until the symbol is isolated and dropped. Any other
+        failure of a batch (after its retries) ends the call: no batch starts once it is seen (the ones in flight
+        finish), and the error is raised.
         """
         wanted = list(dict.fromkeys(s for s in symbols if s and set(s) <= _STOCK_SYMBOL_CHARS))
+        waiting = deque(wanted[i : i + self.snapshot_batch] for i in range(0, len(wanted), self.snapshot_batch))
         volumes: dict[str, int] = {}
-        pending = [wanted[i : i + self.snapshot_batch] for i in range(0, len(wanted), self.snapshot_batch)]
-        while pending:
-            batch = pending.pop()
-            try:
-                snapshots = self._with_retries("snapshots", lambda batch=batch: self._snapshots(batch))  # type: ignore[misc]
-            except PermanentError as err:
-                if err.code != "400" or isinstance(err, AuthError):
-                    raise
-                if len(batch) == 1:
-                    log.warning("Alpaca refused a symbol for snapshots", extra={"symbol": batch[0]})
-                    self.metrics.count("SnapshotSymbolsRefused", api="alpaca")
-                    continue
-                middle = len(batch) // 2
-                pending += [batch[:middle], batch[middle:]]
-                continue
-            for symbol, snapshot in snapshots.items():
-                volume = _daily_volume(snapshot)
-                if volume is not None:
-                    volumes[symbol] = volume
+        if waiting:
+            workers = min(self.snapshot_concurrency, len(waiting))
+            with ThreadPoolExecutor(workers, thread_name_prefix="pollen-alpaca") as pool:
+                running: set[Future[tuple[dict[str, int], list[list[str]]]]] = set()
+                while waiting or running:
+                    while waiting and len(running) < workers:  # no batch starts once a failure is seen
+                        running.add(pool.submit(self._batch_volumes, waiting.popleft()))
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        found, halves = future.result()
+                        volumes.update(found)
+                        waiting.extend(halves)
         self.metrics.count("VolumesFetched", len(volumes), api="alpaca")
         return volumes
+
+    def _batch_volumes(self, batch: list[str]) -> tuple[dict[str, int], list[list[str]]]:
+        """One batch's volumes; or, when Alpaca refused the batch for a bad symbol, its halves to try instead."""
+        try:
+            snapshots = self._with_retries("snapshots", lambda: self._snapshots(batch))
+        except PermanentError as err:
+            if err.code != "400" or isinstance(err, AuthError):
+                raise
+            if len(batch) == 1:
+                log.warning("Alpaca refused a symbol for snapshots", extra={"symbol": batch[0]})
+                self.metrics.count("SnapshotSymbolsRefused", api="alpaca")
+                return {}, []
+            middle = len(batch) // 2
+            return {}, [batch[:middle], batch[middle:]]
+        found: dict[str, int] = {}
+        for symbol, snapshot in snapshots.items():
+            volume = _daily_volume(snapshot)
+            if volume is not None:
+                found[symbol] = volume
+        return found, []
 
     # ---- internals --------------------------------------------------------------------------------------------
 
@@ -172,6 +226,7 @@ class AlpacaClient:
         if self.feed:
             params["feed"] = self.feed
         headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret}
+        self._pause.wait()
         try:
             response = self._http.get(f"{self.data_url}/v2/stocks/snapshots", params=params, headers=headers)
         except httpx.HTTPError as exc:
@@ -210,6 +265,7 @@ class AlpacaClient:
     def _count_error(self, err: PollenError, call_name: str) -> None:
         self.metrics.count("UpstreamErrors", api="alpaca", call=call_name, kind=type(err).__name__)
         if isinstance(err, ThrottledError):
+            self._pause.hold(err.retry_after_s)
             self.metrics.count("UpstreamThrottled", api="alpaca")
         if isinstance(err, AuthError):
             self.metrics.count("UpstreamAuthFailures", api="alpaca")

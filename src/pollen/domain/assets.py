@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-from pollen.domain.fields import Code, OptDecimal, OptShortText, OptText, Symbol
+from pollen.domain.fields import Code, OptShortText, OptText, Symbol
 from pollen.domain.records import checked, label_of, validate
 from pollen.domain.values import is_missing, parse_decimal, parse_text
 
@@ -52,11 +54,29 @@ def _uuid(value: Any) -> str:
     return value
 
 
-def _percent(value: Any) -> Decimal | None:
+def _remembered(parse: Callable[[Any], Decimal | None]) -> Callable[[Any], Decimal | None]:
+    """``parse`` remembering its answers for plain values: a feed repeats a few numbers on every listing (``"30"``,
+    ``"100"``, ``"0.01"``), validated once per process instead of once per listing. Other values, and values
+    ``parse`` refuses (an error is never remembered), go through ``parse`` every time."""
+    remembered = lru_cache(maxsize=1024, typed=True)(parse)
+
+    def parse_plain(value: Any) -> Decimal | None:
+        return remembered(value) if type(value) in (str, int, float) else parse(value)
+
+    return parse_plain
+
+
+def _parse_percent(value: Any) -> Decimal | None:
     """Margin requirements come as ``"30"``, ``"30%"`` or 30."""
     if isinstance(value, str) and value.strip().endswith("%"):
         value = value.strip()[:-1]
     return parse_decimal(value)
+
+
+_percent = _remembered(_parse_percent)
+_decimal = _remembered(parse_decimal)
+Percent = Annotated[Decimal | None, BeforeValidator(_percent)]
+Number = Annotated[Decimal | None, BeforeValidator(_decimal)]
 
 
 def _attributes(value: Any) -> list[str] | None:
@@ -87,12 +107,12 @@ class AlpacaAsset(BaseModel):
     fractionable: StrictBool | None = None
     borrow_status: OptText = None
     cusip: OptShortText = None
-    maintenance_margin_requirement: Annotated[Decimal | None, BeforeValidator(_percent)] = None
-    margin_requirement_long: Annotated[Decimal | None, BeforeValidator(_percent)] = None
-    margin_requirement_short: Annotated[Decimal | None, BeforeValidator(_percent)] = None
-    min_order_size: OptDecimal = None
-    min_trade_increment: OptDecimal = None
-    price_increment: OptDecimal = None
+    maintenance_margin_requirement: Percent = None
+    margin_requirement_long: Percent = None
+    margin_requirement_short: Percent = None
+    min_order_size: Number = None
+    min_trade_increment: Number = None
+    price_increment: Number = None
     attributes: Annotated[list[str] | None, BeforeValidator(_attributes)] = None
 
     def attributes_item(self) -> dict[str, Any]:

@@ -9,27 +9,28 @@
   nothing new.
 - An asset stored as active and missing from Alpaca's active list is kept with ``status = "inactive"``. A feed
   that would deactivate more than half of the active assets is treated as a bad feed: nothing is deactivated.
-- Writes go in chunks; when the deadline comes the run stops between chunks and reports what is left: the next
-  run finds those items still different and completes the work.
+- Writes go in chunks, a few in flight at once; when the deadline comes no further chunk starts, the run reports
+  what is left, and the next run finds those items still different and completes the work.
 - Afterwards the consistency check (``pollen.jobs.check``) repairs what it finds.
 
 What it reads: ``assets`` once, by one strongly consistent parallel Scan projected onto :data:`STORED_ATTRIBUTES`
 (the key, status, volume, what the check needs, and the store's content hash with ``lastSyncDate``), made while the
-feed and the volumes are fetched (it needs neither: the two latencies overlap instead of adding up). That read
-gives each symbol's sort key and volume, the active symbols (for deactivations), and the stored versions the upsert
-compares with (``upsert(stored=...)``: nothing is read again by key). Strongly consistent because it decides what
-is written: an eventually consistent Scan could miss a pollenation's sort-key move of the last second. The
-consistency check runs on the same read with what the run wrote laid over it; only when some item was not written
-(failed, invalid or stale) does it scan again. Whole items are read by key only for symbols being deactivated and
-for the symbols the check finds defective.
+feed and the volumes are fetched (it needs neither: the latencies overlap instead of adding up; the volumes of the
+feed's plausible symbols are in turn fetched while the feed is validated). That read gives each symbol's sort key
+and volume, the active symbols (for deactivations), and the stored versions the upsert compares with
+(``upsert(stored=...)``: nothing is read again by key). Strongly consistent because it decides what is written: an
+eventually consistent Scan could miss a pollenation's sort-key move of the last second. The consistency check runs
+on the same read with what the run wrote laid over it; only when some item was not written (failed, invalid or
+stale) does it scan again. Whole items are read by key only for symbols being deactivated and for the symbols the
+check finds defective.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -48,7 +49,7 @@ from pollen.jobs.check import (
 )
 from pollen.jobs.common import Clock, chunks, fold, utc_now
 from pollen.observability import MetricsRecorder
-from pollen.ports import VERSION_ATTRIBUTES, AssetSource, Item, ItemStore
+from pollen.ports import VERSION_ATTRIBUTES, AssetSource, Item, ItemStore, WriteOutcome
 from pollen.report import JobReport, Stopwatch, note_lease
 from pollen.tables import ASSETS, NEVER_POLLENATED
 
@@ -59,6 +60,9 @@ LEASE = ASSETS_LEASE
 SORT_KEY = "lastPollenationDate"
 #: Items per store call: small enough that a deadline is checked often, large enough to keep batches full.
 WRITE_CHUNK = 500
+#: Chunks being written at once: the client encodes and hashes one while DynamoDB stores another (one at a time,
+#: each side waited for the other).
+WRITES_IN_FLIGHT = 4
 #: A feed that would deactivate more than this share of the active assets is not trusted.
 MAX_DEACTIVATED_SHARE = 0.5
 
@@ -123,8 +127,9 @@ class SyncAssets:
 
     def _run(self, report: SyncAssetsReport, deadline: Deadline) -> None:
         now_iso = report.sync_time
-        # The read of what is stored does not depend on the feed: it runs while the feed and volumes are fetched.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-assets-read") as reader:
+        # The read of what is stored does not depend on the feed: it runs while the feed and volumes are fetched;
+        # the volumes only need the feed's symbols: they are fetched while the feed is validated.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sync-assets-read") as reader:
             stored_read = reader.submit(self._current_items)
             with self.metrics.timer("UpstreamDuration", job=JOB, call="active_assets"):
                 raw_assets = self.source.active_assets()
@@ -132,29 +137,27 @@ class SyncAssets:
             self.metrics.count("AssetsFetched", len(raw_assets), job=JOB)
             log.info("active assets fetched", extra={"count": len(raw_assets)})
 
-            assets, seen_symbols = self._validate(raw_assets, report)
-            volumes = self._volumes(list(assets), report)
+            symbols = _plausible_symbols(raw_assets)
+            volumes_read = reader.submit(self._volumes, symbols)
+            assets = self._validate(raw_assets, report)
+            volumes, volumes_error = volumes_read.result()
+            # While the Scan still runs: each listing's item as if new, finished below with what is stored.
+            drafts = [
+                asset_item(
+                    asset,
+                    volume=Decimal(volumes.get(symbol, 0)),
+                    last_sync=now_iso,
+                    last_pollenation=NEVER_POLLENATED,
+                )
+                for symbol, asset in assets.items()
+            ]
             current = stored_read.result()
+        if volumes_error is not None:
+            report.add_error(volumes_error)
+        report.volumes_known = sum(1 for symbol in assets if symbol in volumes)
 
-        desired: list[Item] = []
-        for symbol, asset in assets.items():
-            stored = current.get(symbol, [])
-            keeper = max(stored, key=lambda i: str(i[SORT_KEY])) if stored else None
-            volume = volumes.get(symbol)
-            if volume is None:
-                volume = keeper.get("volume", 0) if keeper is not None else 0
-            item = asset_item(
-                asset,
-                volume=Decimal(volume),
-                last_sync=now_iso,
-                last_pollenation=str(keeper[SORT_KEY]) if keeper is not None else NEVER_POLLENATED,
-            )
-            if keeper is None:
-                report.new += 1
-            # Unchanged items are recognised by the store (content without lastSyncDate), which neither rewrites
-            # them nor moves their lastSyncDate, and counts them.
-            desired.append(item)
-        desired += self._deactivations(current, seen_symbols, report, now_iso)
+        desired = [self._desired(draft, current.get(draft["symbol"], []), volumes, report) for draft in drafts]
+        desired += self._deactivations(current, set(symbols), report, now_iso)
 
         all_settled = self._write(desired, current, report, deadline)
         if report.complete and not deadline.expired():
@@ -162,13 +165,24 @@ class SyncAssets:
         elif report.complete:
             report.check = {"skipped": "deadline"}
 
-    def _validate(self, raw_assets: list[Any], report: SyncAssetsReport) -> tuple[dict[str, AlpacaAsset], set[str]]:
+    @staticmethod
+    def _desired(draft: Item, stored: list[Item], volumes: dict[str, int], report: SyncAssetsReport) -> Item:
+        """A listing's item finished with what is stored: a known symbol keeps its sort key (a new one has
+        NEVER_POLLENATED) and, without a volume today, its stored volume (a new one: 0). Unchanged items are
+        recognised by the store (content without lastSyncDate), which neither rewrites them nor moves their
+        lastSyncDate, and counts them."""
+        if not stored:
+            report.new += 1
+            return draft
+        keeper = max(stored, key=lambda i: str(i[SORT_KEY]))
+        draft[SORT_KEY] = str(keeper[SORT_KEY])
+        if draft["symbol"] not in volumes:
+            draft["volume"] = Decimal(keeper.get("volume", 0))
+        return draft
+
+    def _validate(self, raw_assets: list[Any], report: SyncAssetsReport) -> dict[str, AlpacaAsset]:
         assets: dict[str, AlpacaAsset] = {}
-        seen: set[str] = set()  # every plausible symbol in the feed, valid or not: none of them has vanished
         for raw in raw_assets:
-            symbol = raw.get("symbol") if isinstance(raw, dict) else None
-            if is_valid_symbol(symbol):
-                seen.add(str(symbol))
             try:
                 asset = parse_asset(raw)
             except InvalidRecord as exc:
@@ -182,11 +196,12 @@ class SyncAssets:
                 if listing_rank(kept) >= listing_rank(asset):
                     continue
             assets[asset.symbol] = asset
-        return assets, seen
+        return assets
 
-    def _volumes(self, symbols: list[str], report: SyncAssetsReport) -> dict[str, int]:
+    def _volumes(self, symbols: list[str]) -> tuple[dict[str, int], str | None]:
+        """The day's volumes, or none and why (run in a thread of its own: the report is the caller's to fill)."""
         if not symbols:
-            return {}
+            return {}, None
         try:
             with self.metrics.timer("UpstreamDuration", job=JOB, call="daily_volumes"):
                 volumes = self.source.daily_volumes(symbols)
@@ -194,12 +209,10 @@ class SyncAssets:
             raise
         except PollenError as exc:
             # Enrichment only: the assets are still written, keeping the volumes already stored.
-            report.add_error(f"daily volumes unavailable, stored volumes kept: {exc}")
             self.metrics.count("VolumeEnrichmentFailed", 1, job=JOB)
-            return {}
+            return {}, f"daily volumes unavailable, stored volumes kept: {exc}"
         known = {s: v for s, v in volumes.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
-        report.volumes_known = len(known)
-        return known
+        return known, None
 
     def _current_items(self) -> dict[str, list[Item]]:
         """What is stored, per symbol, projected onto STORED_ATTRIBUTES: the run's only read of the whole table."""
@@ -211,14 +224,10 @@ class SyncAssets:
     @staticmethod
     def _after_write(current: dict[str, list[Item]], written: list[Item]) -> list[Item]:
         """The table as the check would scan it after a run in which every item was written or unchanged: the
-        stored items with the written ones laid over them (by key)."""
-
-        def key(item: Item) -> tuple[str, str]:
-            return str(item["symbol"]), str(item[SORT_KEY])
-
-        table = {key(i): i for items in current.values() for i in items}
-        for item in written:
-            table[key(item)] = {name: item[name] for name in ASSET_CHECK_ATTRIBUTES if name in item}
+        stored items with the written ones laid over them (by key; whole, they hold every attribute the check looks
+        at, and the check re-reads a defective symbol's items whole before it repairs anything)."""
+        table = {(i["symbol"], i[SORT_KEY]): i for items in current.values() for i in items}
+        table.update(((i["symbol"], i[SORT_KEY]), i) for i in written)
         return list(table.values())
 
     def _deactivations(
@@ -246,30 +255,43 @@ class SyncAssets:
     def _write(
         self, items: list[Item], current: dict[str, list[Item]], report: SyncAssetsReport, deadline: Deadline
     ) -> bool:
-        """Upsert in chunks, each compared with the stored versions of its symbols as read; True when every item
-        was written or found unchanged."""
+        """Upsert in chunks, up to WRITES_IN_FLIGHT at once, each compared with the stored versions of its symbols
+        as read; outcomes are counted in the chunks' order. True when every item was written or found unchanged."""
+        waiting = deque(chunks(items, WRITE_CHUNK))
+        running: deque[tuple[Future[WriteOutcome], int]] = deque()
         done = 0
         all_settled = True
-        for chunk in chunks(items, WRITE_CHUNK):
-            if deadline.expired():
-                report.complete = False
-                report.remaining = len(items) - done
-                report.add_error(f"deadline reached: {report.remaining} assets left for the next run")
-                log.warning("sync assets stopped at the deadline", extra={"remaining": report.remaining})
-                self.metrics.count("DeadlineReached", 1, job=JOB)
-                return False
-            stored = [
-                s for symbol in dict.fromkeys(str(i.get("symbol")) for i in chunk) for s in current.get(symbol, [])
-            ]
-            # The store names and dead-letters every item it does not write; what it raises ends the run.
-            with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
-                outcome = self.store.upsert(ASSETS.name, chunk, deadline=deadline, stored=stored)
-            fold(report, outcome, table=ASSETS.name)
-            all_settled = all_settled and not (outcome.failed or outcome.invalid or outcome.stale)
-            done += len(chunk)
-            if self.progress is not None:
-                self.progress(done, len(items))
+        with ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="sync-assets-write") as writers:
+            while waiting or running:
+                while waiting and len(running) < WRITES_IN_FLIGHT and not deadline.expired():
+                    chunk = waiting.popleft()
+                    running.append((writers.submit(self._upsert, chunk, current, deadline), len(chunk)))
+                if not running:
+                    break
+                future, size = running.popleft()
+                # The store names and dead-letters every item it does not write; what it raises ends the run.
+                outcome = future.result()
+                fold(report, outcome, table=ASSETS.name)
+                all_settled = all_settled and not (outcome.failed or outcome.invalid or outcome.stale)
+                done += size
+                if self.progress is not None:
+                    self.progress(done, len(items))
+        if waiting:
+            self._stopped_at_deadline(report, sum(len(chunk) for chunk in waiting))
+            return False
         return all_settled
+
+    def _upsert(self, chunk: list[Item], current: dict[str, list[Item]], deadline: Deadline) -> WriteOutcome:
+        stored = [s for symbol in dict.fromkeys(str(i.get("symbol")) for i in chunk) for s in current.get(symbol, [])]
+        with self.metrics.timer("WriteDuration", job=JOB, table=ASSETS.name):
+            return self.store.upsert(ASSETS.name, chunk, deadline=deadline, stored=stored)
+
+    def _stopped_at_deadline(self, report: SyncAssetsReport, remaining: int) -> None:
+        report.complete = False
+        report.remaining = remaining
+        report.add_error(f"deadline reached: {report.remaining} assets left for the next run")
+        log.warning("sync assets stopped at the deadline", extra={"remaining": report.remaining})
+        self.metrics.count("DeadlineReached", 1, job=JOB)
 
     def _check(self, report: SyncAssetsReport, now_iso: str, table: list[Item] | None) -> None:
         """The consistency check over ``table`` (this run's read and writes), or over a fresh Scan without it."""
@@ -289,3 +311,9 @@ class SyncAssets:
         self.metrics.count("ConsistencyRepaired", check.repaired, job=JOB)
         if check.unrepaired:
             report.add_error(f"consistency check: {check.unrepaired} defects left (pollen check shows them)")
+
+
+def _plausible_symbols(raw_assets: list[Any]) -> list[str]:
+    """Every plausible symbol in the feed, valid listing or not (none of them has vanished), once, in feed order."""
+    symbols = (raw.get("symbol") if isinstance(raw, dict) else None for raw in raw_assets)
+    return list(dict.fromkeys(str(symbol) for symbol in symbols if is_valid_symbol(symbol)))

@@ -50,12 +50,29 @@ class Scanner:
     ) -> Iterator[Item]:
         """Scan pages; ``wire`` yields items in DynamoDB's wire format (contentHash included). A projection that
         names ``contentHash`` keeps it in the plain items too (the versions a caller hands back to ``upsert``)."""
+        for page in self.page_lists(
+            info, segment=segment, filter_=filter_, stop=stop, attributes=attributes, consistent=consistent, wire=wire
+        ):
+            yield from page
+
+    def page_lists(
+        self,
+        info: TableInfo,
+        *,
+        segment: tuple[int, int] | None,
+        filter_: Filter | None = None,
+        stop: threading.Event | None = None,
+        attributes: Sequence[str] | None = None,
+        consistent: bool = False,
+        wire: bool = False,
+    ) -> Iterator[list[Item]]:
+        """:meth:`pages`, one list of items per page."""
         keep_hash = keeps_hash(attributes)
         params = _scan_params(info, segment, filter_, attributes, consistent)
         while stop is None or not stop.is_set():
             response = self.dispatcher.call("scan", Deadline.never(), **params)
-            for item in response.get("Items", []):
-                yield item if wire else plain_item(item, keep_hash=keep_hash)
+            items = response.get("Items", [])
+            yield items if wire else [plain_item(item, keep_hash=keep_hash) for item in items]
             last = response.get("LastEvaluatedKey")
             if not last:
                 return
@@ -103,8 +120,9 @@ def _scan_params(
 
 
 class _ParallelScan:
-    """Segments read by their own threads into one bounded queue; the consumer re-raises a reader's error, and
-    stopping early (or failing) stops every reader."""
+    """Segments read by their own threads into one bounded queue, a page at a time (one hand-over per page, not per
+    item: the threads take turns far less); the consumer re-raises a reader's error, and stopping early (or
+    failing) stops every reader."""
 
     def __init__(
         self,
@@ -120,7 +138,7 @@ class _ParallelScan:
         self.info = info
         self.segments = segments
         self.options: dict[str, Any] = {"attributes": attributes, "consistent": consistent, "wire": wire}
-        self.out: queue.Queue[Any] = queue.Queue(maxsize=segments * 200)
+        self.out: queue.Queue[Any] = queue.Queue(maxsize=segments * 2)
         self.stop = threading.Event()
         self.done = object()
 
@@ -140,7 +158,7 @@ class _ParallelScan:
                 elif isinstance(entry, BaseException):
                     raise entry
                 else:
-                    yield entry
+                    yield from entry
         finally:
             self.stop.set()
             while any(t.is_alive() for t in threads):
@@ -149,18 +167,18 @@ class _ParallelScan:
 
     def _read(self, segment: int) -> None:
         try:
-            pages = self.scanner.pages(self.info, segment=(segment, self.segments), stop=self.stop, **self.options)
-            for item in pages:
-                self._hand_over(item)
+            pages = self.scanner.page_lists(self.info, segment=(segment, self.segments), stop=self.stop, **self.options)
+            for page in pages:
+                self._hand_over(page)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self.out.put(exc)
         finally:
             self.out.put(self.done)
 
-    def _hand_over(self, item: Item) -> None:
+    def _hand_over(self, page: list[Item]) -> None:
         while not self.stop.is_set():
             try:
-                self.out.put(item, timeout=0.2)
+                self.out.put(page, timeout=0.2)
                 return
             except queue.Full:
                 continue

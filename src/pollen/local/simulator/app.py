@@ -111,6 +111,8 @@ class Simulation:
         self.config = config or SimulatorConfig()
         self._market = Market(self.config.seed, self.config.asset_count, self.config.day)
         self._body_cache: dict[tuple[Any, ...], bytes] = {}
+        #: Each symbol's snapshot as JSON text for the current market (None: no daily bar), built once a day.
+        self._snapshot_json: dict[str, str | None] = {}
         self._reset_counters()
         self.stats: Counter[str] = Counter()
 
@@ -129,6 +131,7 @@ class Simulation:
             if (self._market.seed, self._market.asset_count, self._market.day) != key:
                 self._market = Market(*key)
                 self._body_cache.clear()
+                self._snapshot_json = {}
             self._reset_counters()
             return config
 
@@ -178,6 +181,21 @@ class Simulation:
             if fault is not None:
                 self._faults_injected += 1
             return fault
+
+    def snapshots_body(self, symbols: Iterable[str]) -> bytes:
+        """The snapshots of ``symbols`` (each once; those without a daily bar left out) as the JSON object the API
+        sends, from each symbol's JSON text built once per market day."""
+        with self._lock:
+            market, texts = self._market, self._snapshot_json
+        parts = []
+        for symbol in dict.fromkeys(symbols):
+            if symbol not in texts:
+                snapshot = market.snapshot(symbol)
+                texts[symbol] = None if snapshot is None else json.dumps(snapshot, separators=(",", ":"))
+            text = texts[symbol]
+            if text is not None:
+                parts.append(f"{json.dumps(symbol)}:{text}")
+        return ("{" + ",".join(parts) + "}").encode()
 
     def cached(self, key: tuple[Any, ...], build: Any) -> bytes:
         with self._lock:
@@ -296,14 +314,9 @@ class SimulatorApp:
         for symbol in symbols:
             if not STOCK_SYMBOL.match(symbol):
                 return _json({"message": f"invalid symbol: {symbol}"}, status=400)
-        market = self.sim.market
-        out = {}
-        for symbol in symbols:
-            snapshot = market.snapshot(symbol)
-            if snapshot is not None:
-                out[symbol] = snapshot
+        body = self.sim.snapshots_body(symbols)
         self.sim.stats["alpaca_snapshots"] += 1
-        return _json(out)
+        return Response(body, content_type="application/json")
 
     # ---- Alpha Vantage ----------------------------------------------------------------------------------------
 
