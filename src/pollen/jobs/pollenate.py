@@ -168,14 +168,14 @@ class PollenateAsset:
         *,
         metrics: MetricsRecorder,
         clock: Clock = utc_now,
-        sync_wait: Backoff = SYNC_WAIT,
+        sync_wait: Backoff | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.metrics = metrics
         self.clock = clock
         #: How a move refused while SyncAssets runs waits before it tries again (its sleeper injected in tests).
-        self.sync_wait = sync_wait
+        self.sync_wait = sync_wait or SYNC_WAIT
 
     # --- a run over several symbols ----------------------------------------------------------------------------
     def run(
