@@ -17,6 +17,7 @@ from pollen.adapters.dynamodb.lease import MAX_LEASE_TTL_S
 from pollen.deadline import Deadline
 from pollen.errors import (
     DeadLettersLost,
+    LeaseBlocked,
     LeaseHeld,
     NotFound,
     PermanentError,
@@ -115,6 +116,8 @@ class InMemoryStore:
         self.leases: dict[str, tuple[str, float]] = {}
         #: Set to a reason to have every lease found lost while its block runs (as the store's heartbeat would).
         self.lose_leases: str | None = None
+        #: Wall time a move guarded by a lease compares the lease's expiry with (as the real store's ``clock``).
+        self.clock: Callable[[], float] = time.time
         self._lock = threading.RLock()
 
     # --- helpers for tests ---------------------------------------------------------------------------------------
@@ -425,9 +428,10 @@ class InMemoryStore:
         items = [self._with_hash(table, item, keep_hash) for item in self.items(table)]
         return iter([{k: v for k, v in item.items() if k in wanted} for item in items])
 
-    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+    def move_sort_key(self, table: str, key: Key, new_sort: Any, *, unless_leased: str | None = None) -> Item:
         """The store's move: every item of the partition folded into the newest synced content under the greater
-        of ``new_sort`` and the newest stored sort key (atomic here under the lock)."""
+        of ``new_sort`` and the newest stored sort key (atomic here under the lock); refused (LeaseBlocked) while
+        the lease of the job ``unless_leased`` is held and not expired."""
         definition = TABLES[table]
         if definition.sort is None:
             raise PermanentError(f"{table} has no sort key to move")
@@ -443,6 +447,14 @@ class InMemoryStore:
             item = {**content, sort_name: target}
             if len(stored) == 1 and content[sort_name] == target:
                 return copy.deepcopy(item)
+            held = self.leases.get(unless_leased) if unless_leased is not None else None
+            if unless_leased is not None and held is not None and held[1] >= self.clock():
+                raise LeaseBlocked(
+                    f"{table} {_key_text(key)} not moved: the lease of job {unless_leased!r} is held by {held[0]}",
+                    job=unless_leased,
+                    keys=[key],
+                    code="LeaseBlocked",
+                )
             for old in stored:
                 old_key = self._key(definition, old)
                 del self.tables[table][old_key]

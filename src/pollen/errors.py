@@ -96,5 +96,14 @@ class LeaseHeld(PermanentError):
     """Another run of the same job holds the lease."""
 
 
+class LeaseBlocked(TransientError):
+    """A write refused because a job's lease is held: an asset's sort-key move while SyncAssets (or a repair) runs.
+    Worth another try: it goes through once the lease is released or has expired. ``job``: the lease's job."""
+
+    def __init__(self, message: str, *, job: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.job = job
+
+
 class DeadlineExceeded(PollenError):
     """The run reached its deadline before finishing; what is left is reported."""

@@ -162,11 +162,13 @@ class ItemStore(Protocol):
         store's content hash). ``consistent``: strongly consistent reads (twice the read units)."""
         ...
 
-    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+    def move_sort_key(self, table: str, key: Key, new_sort: Any, *, unless_leased: str | None = None) -> Item:
         """Move the item of ``key``'s partition to the sort key ``new_sort`` (a newer stored one is kept) in one
         transaction, folding any second item of the partition in; the content kept is the newest synced one, as
-        stored when the transaction commits (a concurrent write is never overwritten). Returns the item as stored;
-        raises PollenError when it cannot be done."""
+        stored when the transaction commits (a concurrent write is never overwritten). With ``unless_leased`` (a
+        job), the transaction commits only while that job's lease is free (absent or expired), else raises
+        LeaseBlocked (transient, nothing changed). Returns the item as stored; raises PollenError when it cannot be
+        done."""
         ...
 
     def lease(self, job: str, ttl_s: float = ..., *, force: bool = False) -> AbstractContextManager[Lease]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pollen.deadline import Deadline
-from pollen.errors import DeadLettersLost, LeaseHeld, NotFound, PermanentError
+from pollen.errors import DeadLettersLost, LeaseBlocked, LeaseHeld, NotFound, PermanentError
 from pollen.ports import CONTENT_HASH, VERSION_ATTRIBUTES
 from tests.contract.conftest import Harness
 
@@ -349,6 +349,32 @@ def test_a_renewed_lease_lives_its_ttl_from_the_renewal(harness: Harness) -> Non
         with harness.other().lease("job", 10, heartbeat=False, clock=clock):
             first.__exit__(None, None, None)
             assert first.lost is not None and "lost" in first.lost
+
+
+def test_a_move_unless_leased_is_refused_while_the_lease_is_held_and_goes_through_once_it_is_free(
+    harness: Harness,
+) -> None:
+    """What keeps a pollenation's move out of a running SyncAssets: refused (transient, nothing changed) while
+    the job's lease is held, whoever holds it; allowed once it is released, or once it has expired (a crashed run)."""
+    store = harness.port
+    store.upsert("assets", [asset("A"), asset("B")])
+    clock = Clock()  # an hour ahead of the wall clock the moves compare with: held
+    with harness.other().lease("sync-assets", 30, heartbeat=False, clock=clock):
+        with pytest.raises(LeaseBlocked) as refused:
+            store.move_sort_key("assets", {"symbol": "A"}, NEW, unless_leased="sync-assets")
+        assert refused.value.transient and refused.value.job == "sync-assets"
+        assert list(store.query("assets", partition=("symbol", "A"))) == [asset("A")]
+        # Another job's lease, or no guard at all, does not stop a move.
+        assert store.move_sort_key("assets", {"symbol": "B"}, SYNC, unless_leased="other-job") == asset("B", SYNC)
+        assert store.move_sort_key("assets", {"symbol": "B"}, NEW) == asset("B", NEW)
+    assert store.move_sort_key("assets", {"symbol": "A"}, SYNC, unless_leased="sync-assets") == asset("A", SYNC)
+
+    crashed = Clock()
+    crashed.now -= 7200  # taken two hours before the wall clock, for 30 s: long expired, never released
+    harness.other().lease("sync-assets", 30, heartbeat=False, clock=crashed).__enter__()
+    moved = store.move_sort_key("assets", {"symbol": "A"}, NEW, unless_leased="sync-assets")
+    assert moved == asset("A", NEW)
+    assert list(store.query("assets", partition=("symbol", "A"))) == [moved]
 
 
 # --- dead letters ----------------------------------------------------------------------------------------------

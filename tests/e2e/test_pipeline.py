@@ -172,10 +172,10 @@ class FailingMoves:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def move_sort_key(self, table: str, old_key: dict[str, Any], new_item: dict[str, Any]) -> None:
+    def move_sort_key(self, table: str, old_key: dict[str, Any], new_sort: Any, **options: Any) -> Any:
         if self.fail_moves:
             raise TransientError("injected: TransactWriteItems timed out", keys=[old_key])
-        self._store.move_sort_key(table, old_key, new_item)
+        return self._store.move_sort_key(table, old_key, new_sort, **options)
 
     def upsert(self, table: str, items: Any, **kwargs: Any) -> Any:
         if table in self._fail_tables:

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from pollen.backoff import Backoff
 from pollen.errors import AuthError, ConfigError
 from pollen.handlers import pollenate, schedule_pollenation, sync_assets, sync_earnings
 from pollen.handlers.common import Dependencies
+from pollen.jobs import pollenate as pollenate_job
 from pollen.observability import register_secrets
 from tests import payloads
 from tests.fakes import FakeAssetSource, FakeFundamentals, InMemoryStore, transient
@@ -175,6 +177,22 @@ def test_pollenate_sqs_batch_reports_partial_failures(world: World) -> None:
     assert world.store.by("assets", symbol="IBM")[0]["lastPollenationDate"] == "2026-11-20T12:00:00Z"
     assert world.store.by("assets", symbol="MSFT")[0]["lastPollenationDate"] == "1970-01-01T00:00:00Z"
     assert world.store.by("assets", symbol="AAPL")[0]["lastPollenationDate"] == "2026-11-20T12:00:00Z"
+
+
+def test_a_message_whose_move_waits_out_its_time_for_a_running_sync_goes_back_to_the_queue(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call(sync_assets, scheduled_event())
+    waits: list[float] = []
+    monkeypatch.setattr(pollenate_job, "SYNC_WAIT", Backoff(1.0, 10.0, 3, sleeper=waits.append))
+    with world.store.lease("sync-assets", 60):  # SyncAssets is running
+        response = call(pollenate, sqs_event("IBM"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert len(waits) == 2  # waited, then gave up: no real sleeping here
+    assert world.store.by("assets", symbol="IBM")[0]["lastPollenationDate"] == "1970-01-01T00:00:00Z"
+    assert world.store.by("companyOverview", symbol="IBM")  # the tables stay written
+    assert call(pollenate, sqs_event("IBM")) == {"batchItemFailures": []}  # delivered again after the sync
+    assert world.store.by("assets", symbol="IBM")[0]["lastPollenationDate"] == "2026-11-20T12:00:00Z"
 
 
 def test_quota_exhaustion_returns_the_rest_of_the_batch_without_calling_the_api(world: World) -> None:

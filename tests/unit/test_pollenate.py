@@ -9,14 +9,18 @@ from typing import Any
 
 import pytest
 
+from pollen.backoff import Backoff
+from pollen.deadline import Deadline
 from pollen.domain.assets import asset_item, parse_asset
 from pollen.errors import AuthError, PermanentError
+from pollen.jobs.check import ASSETS_LEASE
 from pollen.jobs.pollenate import PollenateAsset
 from pollen.jobs.scheduler import DueAsset, Scheduler, pollenate_next
 from pollen.observability import MetricsRecorder
 from pollen.ports import Item
 from pollen.tables import NEVER_POLLENATED
 from tests import payloads
+from tests.clocks import ManualClock
 from tests.fakes import FakeFundamentals, InMemoryStore, transient
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -146,6 +150,48 @@ def test_a_failed_transaction_leaves_exactly_one_consistent_asset_item() -> None
     store.fail_moves = None
     assert job(store, source, datetime(2026, 11, 21, tzinfo=UTC)).pollenate("IBM").ok
     assert len(store.by("assets", symbol="IBM")) == 1
+
+
+def test_a_move_refused_while_sync_assets_runs_waits_for_the_sync_and_then_goes_through() -> None:
+    store, source = setup()
+    sync = store.lease(ASSETS_LEASE, 60)
+    sync.__enter__()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # no real waiting: the sync ends during the second wait
+        waits.append(seconds)
+        if len(waits) == 2:
+            sync.__exit__(None, None, None)
+
+    metrics = MetricsRecorder()
+    pollenate = PollenateAsset(
+        store, source, metrics=metrics, clock=lambda: NOW, sync_wait=Backoff(1.0, 10.0, 30, sleeper=sleep)
+    )
+    result = pollenate.pollenate("IBM")
+    assert result.ok and result.status == "pollenated" and not result.move_deferred, result
+    assert len(waits) == 2 and metrics.total("MoveWaitedForSync") == 2
+    (asset,) = store.by("assets", symbol="IBM")
+    assert asset["lastPollenationDate"] == NOW_ISO and store.moves == 1
+
+
+def test_a_sync_still_running_at_the_deadline_leaves_the_asset_due_with_its_tables_written() -> None:
+    store, source = setup()
+    store.lease(ASSETS_LEASE, 300).__enter__()  # a sync that outlasts the pollenation's deadline
+    clock = ManualClock()
+    metrics = MetricsRecorder()
+    pollenate = PollenateAsset(
+        store, source, metrics=metrics, clock=lambda: NOW, sync_wait=Backoff(1.0, 10.0, 1000, sleeper=clock.advance)
+    )
+    report = pollenate.run(["IBM"], Deadline.after(45, clock=clock))
+    (result,) = report.assets
+    assert not result.ok and result.status == "stays due" and result.move_deferred
+    assert "SyncAssets" in (result.error or "") and "sort key not moved" in (result.error or "")
+    assert {t: r.outcome for t, r in result.tables.items()} == dict.fromkeys(FIVE, "written")
+    assert (report.moves_deferred, report.stays_due, report.failed, report.ok) == (1, 1, 1, False)
+    assert metrics.total("MoveDeferred") == 1 and metrics.total("MoveWaitedForSync") >= 1
+    assert clock() == pytest.approx(1_900_000_045.0)  # waited until the deadline, not past it
+    (asset,) = store.by("assets", symbol="IBM")
+    assert asset["lastPollenationDate"] == NEVER_POLLENATED and store.moves == 0  # still due
 
 
 def test_no_data_is_a_success_and_invalid_reports_are_counted() -> None:

@@ -9,6 +9,12 @@
 3. Only when all five succeeded: ``move_sort_key`` to the new ``lastPollenationDate`` (delete old key, put new
    key, one transaction, conditional on the asset being unchanged since the store read it: a sync that wrote
    meanwhile is moved along, never overwritten). Otherwise the asset keeps its key and stays due.
+   The move is also conditional on SyncAssets' lease being free (``unless_leased``): a sync writes every asset at
+   the sort key its Scan read, so a move committed during a sync would be undone by a second item at the old key.
+   While a sync runs the move is refused (LeaseBlocked); the job waits (``sync_wait``, the project's backoff, up
+   to the deadline) and tries again. If the sync still holds the lease then, the asset's result is not ok and says
+   why (``move_deferred``, counted): its five tables stay written, it keeps its old sort key and stays due (the
+   Lambda returns its message to the queue; the scheduler picks it again).
 4. Calendar entries of the symbol dated on or before the pollenation day get ``pollenatedAt`` (processed).
 
 QuotaExhausted, AuthError and ConfigError end the run (the asset stays due); other errors stay with their table.
@@ -24,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pollen.backoff import Backoff
 from pollen.deadline import Deadline
 from pollen.domain.calendar import POLLENATED_AT
 from pollen.domain.fundamentals import (
@@ -34,7 +41,17 @@ from pollen.domain.fundamentals import (
     statement_items,
 )
 from pollen.domain.values import timestamp, validate_symbol
-from pollen.errors import AuthError, ConfigError, DeadLettersLost, InvalidRecord, NotFound, PollenError, QuotaExhausted
+from pollen.errors import (
+    AuthError,
+    ConfigError,
+    DeadLettersLost,
+    InvalidRecord,
+    LeaseBlocked,
+    NotFound,
+    PollenError,
+    QuotaExhausted,
+)
+from pollen.jobs.check import ASSETS_LEASE
 from pollen.jobs.common import Clock, utc_now
 from pollen.observability import MetricsRecorder
 from pollen.ports import FundamentalsSource, Item, ItemStore, StatementFunction
@@ -68,6 +85,9 @@ REPORT_FUNCTIONS: tuple[tuple[str, str], ...] = ((EARNINGS.name, "EARNINGS"), *S
 MARK_LOOKBACK_DAYS = 92
 #: Errors that end a whole run rather than one table.
 RUN_ENDING = (QuotaExhausted, AuthError, ConfigError)
+#: How a move refused by a running SyncAssets waits before it tries again (a sync takes seconds to minutes); the
+#: run's deadline or the attempts end the waiting.
+SYNC_WAIT = Backoff(base_s=1.0, cap_s=10.0, max_attempts=30)
 
 
 class TableResult(BaseModel):
@@ -90,6 +110,8 @@ class AssetResult(BaseModel):
     previous_pollenation: str | None = None
     last_pollenation: str | None = None
     calendar_marked: int = 0
+    #: The move was refused until the end because SyncAssets held its lease (the asset stays due).
+    move_deferred: bool = False
     error: str | None = None
 
 
@@ -100,6 +122,8 @@ class PollenateReport(JobReport):
     stays_due: int = 0
     calls: int = 0
     calls_skipped: int = 0
+    #: Assets written but not moved: SyncAssets held its lease until their deadline (they stay due).
+    moves_deferred: int = 0
     stopped: str | None = None
     not_started: list[str] = Field(default_factory=list)
     assets: list[AssetResult] = Field(default_factory=list)
@@ -112,6 +136,7 @@ class PollenateReport(JobReport):
             self.written += table.written
             self.unchanged += table.unchanged
             self.invalid += table.invalid
+        self.moves_deferred += result.move_deferred
         if result.status == "pollenated":
             self.pollenated += 1
         elif result.status == "invalid symbol":
@@ -143,11 +168,14 @@ class PollenateAsset:
         *,
         metrics: MetricsRecorder,
         clock: Clock = utc_now,
+        sync_wait: Backoff | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.metrics = metrics
         self.clock = clock
+        #: How a move refused while SyncAssets runs waits before it tries again (its sleeper injected in tests).
+        self.sync_wait = sync_wait or SYNC_WAIT
 
     # --- a run over several symbols ----------------------------------------------------------------------------
     def run(
@@ -251,7 +279,7 @@ class PollenateAsset:
         if failed:
             result.error = f"stays due: {', '.join(f'{t} {result.tables[t].outcome}' for t in failed)}"
             return
-        self._move(result, current, now_iso)
+        self._move(result, current, now_iso, deadline)
         if result.status == "pollenated":
             self._mark_calendar(result, symbol, previous, now_iso)
 
@@ -399,7 +427,7 @@ class PollenateAsset:
         else:
             entry.outcome = "written" if outcome.written else "unchanged"
 
-    def _move(self, result: AssetResult, current: Item, now_iso: str) -> None:
+    def _move(self, result: AssetResult, current: Item, now_iso: str, deadline: Deadline) -> None:
         if now_iso <= str(current[SORT_KEY]):
             # Pollenated again within the same second (or a clock behind the stored key): the key stands.
             result.ok = True
@@ -408,9 +436,16 @@ class PollenateAsset:
             return
         try:
             with self.metrics.timer("MoveDuration", job=JOB):
-                # Moves whatever the asset holds now (a sync may have written since it was read), never the copy
-                # read above; a concurrent newer pollenation date is kept.
-                moved = self.store.move_sort_key(ASSETS.name, ASSETS.key_of(current), now_iso)
+                moved = self._move_after_sync(ASSETS.key_of(current), now_iso, deadline)
+        except LeaseBlocked as exc:
+            result.move_deferred = True
+            result.error = (
+                f"stays due: sort key not moved: SyncAssets was still running at the deadline ({exc}); the tables "
+                "are written, the asset is pollenated again later"
+            )[:300]
+            self.metrics.count("MoveDeferred", 1, job=JOB)
+            log.warning("sort key not moved: SyncAssets still running", extra={"symbol": result.symbol})
+            return
         except PollenError as exc:
             if exc.exit_code == 2:
                 raise
@@ -420,6 +455,24 @@ class PollenateAsset:
         result.ok = True
         result.status = "pollenated"
         result.last_pollenation = str(moved[SORT_KEY])
+
+    def _move_after_sync(self, key: Item, now_iso: str, deadline: Deadline) -> Item:
+        """The move, committed only while SyncAssets does not hold its lease: refused moves wait (``sync_wait``)
+        and try again until they go through, or raise LeaseBlocked at the deadline or when the attempts run out.
+
+        Moves whatever the asset holds when the move commits (a sync may have written since it was read), never the
+        copy read before; a concurrent newer pollenation date is kept."""
+        refusals = 0
+        while True:
+            try:
+                return self.store.move_sort_key(ASSETS.name, key, now_iso, unless_leased=ASSETS_LEASE)
+            except LeaseBlocked as exc:
+                refusals += 1
+                if self.sync_wait.gives_up(exc, refusals, deadline):
+                    raise
+                self.metrics.count("MoveWaitedForSync", 1, job=JOB)
+                log.info("sort-key move waits for SyncAssets", extra={"symbol": key.get("symbol"), "wait": refusals})
+                self.sync_wait.sleep(refusals, deadline)
 
     def _mark_calendar(self, result: AssetResult, symbol: str, previous: str, now_iso: str) -> None:
         """Mark the symbol's calendar entries up to today as processed (bookkeeping; failures only logged)."""

@@ -12,6 +12,10 @@
 - Writes go in chunks, a few in flight at once; when the deadline comes no further chunk starts, the run reports
   what is left, and the next run finds those items still different and completes the work.
 - Afterwards the consistency check (``pollen.jobs.check``) repairs what it finds.
+- It holds the ``sync-assets`` lease from before its Scan until its last write. A pollenation's sort-key move is
+  conditional on that lease being free (``move_sort_key(..., unless_leased=...)``), so no move commits while the
+  sync runs: every move is either in its Scan or comes after its writes, and a write at the sort key it read never
+  recreates a moved asset's old key (no second item per symbol). A lost lease (the report says so) lifts that.
 
 What it reads: ``assets`` once, by one strongly consistent parallel Scan projected onto :data:`STORED_ATTRIBUTES`
 (the key, status, volume, what the check needs, and the store's content hash with ``lastSyncDate``), made while the

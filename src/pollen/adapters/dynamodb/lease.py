@@ -104,6 +104,31 @@ def wait_on_event(stop: threading.Event, seconds: float) -> bool:
     return stop.wait(seconds)
 
 
+#: When a lease is free: no lease item, or its expiry has passed (what ``acquire`` puts under, and what a write
+#: guarded by a lease checks).
+FREE_CONDITION = "attribute_not_exists(pk) OR expiresAt < :now"
+
+
+def lease_key(job: str) -> dict[str, str]:
+    """The key of ``job``'s lease item in ``pollenControl``."""
+    return {"pk": f"lease#{job}", "sk": "lease"}
+
+
+def free_check(physical_table: str, job: str, now: float) -> dict[str, Any]:
+    """A TransactWriteItems ConditionCheck that holds only while ``job``'s lease is free at ``now`` (wall time, epoch
+    seconds): a transaction carrying it cannot commit while a run holds the lease. On failure it returns the lease
+    item (who holds it, until when)."""
+    return {
+        "ConditionCheck": {
+            "TableName": physical_table,
+            "Key": codec.encode_item(lease_key(job)),
+            "ConditionExpression": FREE_CONDITION,
+            "ExpressionAttributeValues": {":now": {"N": f"{now:.3f}"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
 def _iso(epoch_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
@@ -131,7 +156,7 @@ class JobLease:
         self.wait = wait
         self.holder = holder or Holder.current()
         self.owner = f"{self.holder.host}:{self.holder.pid}:{uuid.uuid4().hex[:12]}"
-        self.key = {"pk": f"lease#{job}", "sk": "lease"}
+        self.key = lease_key(job)
         self.held = False
         #: Why the lease was lost while this run held it (another run may have overlapped), else None.
         self.lost: str | None = None
@@ -231,7 +256,7 @@ class JobLease:
                 action,
                 Deadline.never(),
                 Item=codec.encode_item(item),
-                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                ConditionExpression=FREE_CONDITION,
                 ExpressionAttributeValues={":now": {"N": f"{self.clock():.3f}"}},
             )
             if taken:

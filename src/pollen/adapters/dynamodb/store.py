@@ -29,7 +29,8 @@ taken by the jobs and by ``pollen load``) so that no second writer of the same j
 Where atomicity matters the store uses conditional writes instead: the job lease (:mod:`.lease`: conditional puts
 in ``pollenControl``) and ``move_sort_key`` (:mod:`.transactions`: one TransactWriteItems over the whole partition,
 each action conditional on its item being unchanged since it was read; re-read and retried on a conflict;
-idempotency token).
+idempotency token; optionally conditional on a job's lease being free, so that no move commits while SyncAssets
+runs).
 
 Reads (:mod:`.reader`): ``query`` goes through a GSI when given and falls back to a filtered, sorted Scan of the base
 table when the index cannot answer; ``scan`` (:mod:`.scan`) reads segments in parallel.
@@ -68,7 +69,8 @@ class DynamoStore:
     """``pollen.ports.ItemStore`` on DynamoDB. Table names are logical; ``table_prefix`` is added.
 
     ``client`` is used for every call when given without ``client_factory`` (boto3 clients are thread-safe);
-    ``client_factory`` builds one client per worker thread (required for :class:`.wire.WireClient`).
+    ``client_factory`` builds one client per worker thread (required for :class:`.wire.WireClient`). ``clock``: wall
+    time (epoch seconds) a move guarded by a lease compares the lease's expiry with.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class DynamoStore:
         region: str = "us-east-1",
         endpoint_url: str | None = None,
         run_id: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if client is None and client_factory is None:
             client_factory = lambda: make_client("dynamodb", region=region, endpoint_url=endpoint_url)  # noqa: E731
@@ -109,7 +112,7 @@ class DynamoStore:
         )
         self.deleter = Deleter(self.catalog, self.dispatcher, writer, dead_letters)
         self.reader = Reader(self.dispatcher, self.catalog, self.scanner)
-        self.transactions = Transactions(self.catalog, self.dispatcher, self.bookkeeping)
+        self.transactions = Transactions(self.catalog, self.dispatcher, self.bookkeeping, clock)
 
     # --- plumbing --------------------------------------------------------------------------------------------------
 
@@ -238,17 +241,25 @@ class DynamoStore:
         with the same token; otherwise raises :class:`.transactions.TransactionCancelled`."""
         self.transactions.transact_write(actions, token=token, deadline=deadline)
 
-    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+    def move_sort_key(self, table: str, key: Key, new_sort: Any, *, unless_leased: str | None = None) -> Item:
         """Give the item of ``key``'s partition the sort key ``new_sort``, atomically and without losing a
         concurrent write: one TransactWriteItems that deletes every item of the partition (a second item left by a
         race included) and puts the newest synced content (greatest ``lastSyncDate``, then sort key) under the
         greater of ``new_sort`` and the newest stored sort key. Each action is conditional on its item being
         unchanged since it was read (its ``contentHash`` and ``lastSyncDate``; a new key on not existing yet), so a
         sync that wrote meanwhile is never overwritten: on such a conflict the partition is read again and the move
-        retried (``MoveConflicts``), up to ``MOVE_ATTEMPTS`` times. Returns the item as stored. Raises NotFound
-        when the partition is empty, TransactionCancelled (a PollenError) when the move keeps conflicting or is
-        cancelled for another reason."""
-        return self.transactions.move_sort_key(table, key, new_sort)
+        retried (``MoveConflicts``), up to ``MOVE_ATTEMPTS`` times.
+
+        ``unless_leased``: a job whose lease must be free (no item in ``pollenControl``, or expired by this store's
+        ``clock``); the transaction then carries a ConditionCheck on the lease item as one more action, so it cannot
+        commit while that job runs. A job that takes its lease before it reads the table (SyncAssets) therefore
+        either reads the moved item or runs while no guarded move commits: its writes at the keys it read never
+        recreate a moved item's old key. Refused while the lease is held: :class:`pollen.errors.LeaseBlocked`
+        (transient; nothing changed, the caller may try again later).
+
+        Returns the item as stored. Raises NotFound when the partition is empty, TransactionCancelled (a
+        PollenError) when the move keeps conflicting or is cancelled for another reason."""
+        return self.transactions.move_sort_key(table, key, new_sort, unless_leased=unless_leased)
 
     def lease(
         self,

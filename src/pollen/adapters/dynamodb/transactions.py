@@ -1,13 +1,15 @@
 """Transactions: TransactWriteItems with an idempotency token, its cancellations explained action by action, and
 ``move_sort_key`` (one transaction over the whole partition, each action conditional on its item being unchanged
-since it was read; read again and retried on a conflict)."""
+since it was read; read again and retried on a conflict; with ``unless_leased``, also conditional on a job's lease
+being free, refused with :class:`pollen.errors.LeaseBlocked` while it is held)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,12 +18,14 @@ from pollen.adapters.dynamodb import codec
 from pollen.adapters.dynamodb.batching import MAX_TRANSACT_ACTIONS
 from pollen.adapters.dynamodb.dispatch import Dispatcher
 from pollen.adapters.dynamodb.errors import error_code, translate
+from pollen.adapters.dynamodb.lease import free_check
 from pollen.adapters.dynamodb.records import prepare
 from pollen.adapters.dynamodb.reports import M_MOVE_CONFLICTS, M_RETRIES, M_TX_CANCELLED, key_text
 from pollen.adapters.dynamodb.schema import HASH_ATTRIBUTE, SYNC_ATTRIBUTE, TableCatalog, TableInfo, sort_value
 from pollen.deadline import Deadline
-from pollen.errors import NotFound, PermanentError, PollenError
+from pollen.errors import LeaseBlocked, NotFound, PermanentError, PollenError
 from pollen.ports import Item, Key
+from pollen.tables import CONTROL
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +37,39 @@ _TRANSIENT_CODES = {"None", "TransactionConflict", "ThrottlingError", "Provision
 
 
 class TransactionCancelled(PermanentError):
-    """A TransactWriteItems call was cancelled; ``outcomes`` has one (code, message) per action."""
+    """A TransactWriteItems call was cancelled; ``outcomes`` has one (code, message) per action, ``items`` the item
+    a failed condition found, per action (None where none was asked for or there was none)."""
 
-    def __init__(self, message: str, *, outcomes: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcomes: list[tuple[str, str]],
+        items: list[Item | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.outcomes = outcomes
+        self.items = items or [None] * len(outcomes)
+
+    def failed(self, index: int) -> bool:
+        """Whether action ``index`` failed its condition."""
+        return index < len(self.outcomes) and self.outcomes[index][0] == "ConditionalCheckFailed"
 
 
 class Transactions:
-    def __init__(self, catalog: TableCatalog, dispatcher: Dispatcher, bookkeeping: frozenset[str]) -> None:
+    def __init__(
+        self,
+        catalog: TableCatalog,
+        dispatcher: Dispatcher,
+        bookkeeping: frozenset[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.catalog = catalog
         self.dispatcher = dispatcher
         self.bookkeeping = bookkeeping
+        #: Wall time (epoch seconds) a guarded move compares lease expiries with (they are wall times too).
+        self.clock = clock
 
     def put_action(
         self, table: str, item: Item, *, condition: str | None = None, names: dict[str, str] | None = None
@@ -104,23 +129,26 @@ class Transactions:
             metrics.count(M_RETRIES, operation="TransactWriteItems")
             retry.sleep(stalls, deadline)
 
-    def move_sort_key(self, table: str, key: Key, new_sort: Any) -> Item:
+    def move_sort_key(self, table: str, key: Key, new_sort: Any, *, unless_leased: str | None = None) -> Item:
         """See :meth:`.store.DynamoStore.move_sort_key`."""
         info = self.catalog.info(table)
         if len(info.key_names) != 2:
             raise PermanentError(f"{table} has no sort key to move")
         for attempt in range(1, MOVE_ATTEMPTS + 1):
             try:
-                return self._move_once(table, info, key, new_sort)
+                return self._move_once(table, info, key, new_sort, unless_leased)
             except TransactionCancelled as exc:
+                if unless_leased is not None and exc.failed(0):
+                    raise _lease_blocked(table, key, unless_leased, exc.items[0]) from exc
                 if not any(code == "ConditionalCheckFailed" for code, _ in exc.outcomes) or attempt == MOVE_ATTEMPTS:
                     raise
                 self.dispatcher.metrics.count(M_MOVE_CONFLICTS, table=table)
                 log.info("sort-key move conflicted with a concurrent write; reading again", extra={"key": key})
         raise AssertionError("unreachable")
 
-    def _move_once(self, table: str, info: TableInfo, key: Key, new_sort: Any) -> Item:
-        """Read the partition and move it in one transaction (TransactionCancelled when something changed)."""
+    def _move_once(self, table: str, info: TableInfo, key: Key, new_sort: Any, unless_leased: str | None) -> Item:
+        """Read the partition and move it in one transaction (TransactionCancelled when something changed, or when
+        the lease ``unless_leased`` is held: then its ConditionCheck, the first action, failed)."""
         partition_name, sort_name = info.key_names
         stored = self._partition(info, key[partition_name])
         if not stored:
@@ -136,6 +164,9 @@ class Transactions:
             put["Put"]["ConditionExpression"] = "attribute_not_exists(#k)"
             put["Put"]["ExpressionAttributeNames"] = {"#k": partition_name}
             actions.append(put)
+        if unless_leased is not None:
+            # One more action, on another table's item: the transaction commits only while nobody holds the lease.
+            actions.insert(0, free_check(self.catalog.info(CONTROL.name).physical, unless_leased, self.clock()))
         self.transact_write(actions)
         return item
 
@@ -190,11 +221,26 @@ def transaction_error(exc: ClientError, actions: Sequence[dict[str, Any]]) -> Po
         return translate(exc, action="TransactWriteItems")
     reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []
     outcomes = [(str(r.get("Code") or "None"), str(r.get("Message") or "")) for r in reasons]
+    items = [codec.decode_item(r["Item"]) if r.get("Item") else None for r in reasons]
     failing = [(i, code, message) for i, (code, message) in enumerate(outcomes) if code != "None"]
     parts = [_explain_action(actions, i, code, message) for i, code, message in failing]
     transient = bool(failing) and all(code in _TRANSIENT_CODES for _, code, _ in failing)
     message = "transaction cancelled: " + ("; ".join(parts) or str(exc))
-    return TransactionCancelled(message[:500], outcomes=outcomes, code="TransactionCanceled", transient=transient)
+    return TransactionCancelled(
+        message[:500], outcomes=outcomes, items=items, code="TransactionCanceled", transient=transient
+    )
+
+
+def _lease_blocked(table: str, key: Key, job: str, lease: Item | None) -> LeaseBlocked:
+    """The refusal of a move guarded by ``job``'s lease, naming the holder when the cancellation returned it."""
+    holder = f" by {lease['owner']}" if lease and lease.get("owner") else ""
+    until = f" until {lease['expiresAtIso']}" if lease and lease.get("expiresAtIso") else ""
+    return LeaseBlocked(
+        f"{table} {key_text(key)} not moved: the lease of job {job!r} is held{holder}{until}",
+        job=job,
+        keys=[key],
+        code="LeaseBlocked",
+    )
 
 
 def _explain_action(actions: Sequence[dict[str, Any]], i: int, code: str, message: str) -> str:
