@@ -40,8 +40,10 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import table as table_module
-from moto.dynamodb.models.dynamo_type import Item, deserializer, serializer
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict, deserializer, serializer
 from moto.dynamodb.models.table import Table
+
+from pollen.local.motopatch.itemsize import ITEM_SIZE_LIMIT, remembered_size, value_bytes
 
 _original_project: Callable[..., Any] = Item.project
 _original_scan: Callable[..., Any] = Table.scan
@@ -83,9 +85,67 @@ def project(self: Any, projection_expressions: list[list[str]]) -> Any:
     names = _projected_names(projection_expressions)
     if names is None:
         return _original_project(self, projection_expressions)
+    stored_size = remembered_size(self)
+    if stored_size is not None:
+        projected = _within_limit(self, names, stored_size)
+        if projected is not None:
+            return projected
     attrs = self.attrs
-    projected = {name: _converted(attrs[name]) for name in names if name in attrs}
-    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=projected)
+    converted = {name: _converted(attrs[name]) for name in names if name in attrs}
+    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=converted)
+
+
+def _within_limit(item: Any, names: list[str], stored_size: int) -> Any:
+    """The projected item built from converted attribute values without sizing it again, when its size cannot
+    exceed the item limit (the stored item's size plus what conversions added); else None."""
+    attrs = item.attrs
+    projected = LimitedSizeDict.__new__(LimitedSizeDict)
+    grown = 0
+    for name in names:
+        attribute = attrs.get(name)
+        if attribute is None:
+            continue
+        value, growth = _converted_value(attribute)
+        dict.__setitem__(projected, name, value)
+        grown += growth
+    if stored_size + grown > ITEM_SIZE_LIMIT:
+        return None
+    result = Item.__new__(Item)
+    result.hash_key, result.range_key, result.attrs = item.hash_key, item.range_key, projected
+    return result
+
+
+def _converted_value(attribute: Any) -> tuple[Any, int]:
+    """``DynamoType(_converted(attribute))``, and by how many bytes (at least 0) it outsizes ``attribute``."""
+    tag, raw = attribute.type, attribute.value
+    if (tag == "S" and type(raw) is str) or (tag == "BOOL" and type(raw) is bool):
+        return _scalar(tag, raw), 0
+    if tag == "N" and type(raw) is str:
+        number = _number(raw)
+        return _scalar(tag, number), max(0, len(number) - len(raw))
+    value = DynamoType(_converted(attribute))
+    return value, max(0, value_bytes(value) - value_bytes(attribute))
+
+
+def _scalar(tag: str, raw: Any) -> DynamoType:
+    """``DynamoType({tag: raw})`` for a tag other than ``L`` and ``M`` (which ``__init__`` takes as they are)."""
+    value = DynamoType.__new__(DynamoType)
+    value.type, value.value = tag, raw
+    return value
+
+
+#: ``_serialize_n(_deserialize_n(text))`` per number string seen in projections (cleared past the limit).
+_numbers: dict[str, str] = {}
+NUMBER_MEMO_LIMIT = 100_000
+
+
+def _number(text: str) -> str:
+    number = _numbers.get(text)
+    if number is None:
+        if len(_numbers) >= NUMBER_MEMO_LIMIT:
+            _numbers.clear()
+        number = _numbers[text] = serializer._serialize_n(deserializer._deserialize_n(text))
+    return number
 
 
 def _converted(attribute: Any) -> dict[str, Any]:
@@ -94,7 +154,7 @@ def _converted(attribute: Any) -> dict[str, Any]:
     if tag == "S" and type(value) is str:
         return {"S": value}
     if tag == "N" and type(value) is str:
-        return {"N": serializer._serialize_n(deserializer._deserialize_n(value))}
+        return {"N": _number(value)}
     if tag == "BOOL" and type(value) is bool:
         return {"BOOL": value}
     converted: dict[str, Any] = serializer.serialize(deserializer.deserialize(attribute.to_regular_json()))
