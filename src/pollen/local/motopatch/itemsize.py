@@ -105,11 +105,30 @@ def value_bytes(value: Any) -> int:
 
 
 def summed_size(self: Any) -> int:
-    """moto's ``Item.size``: the names' and values' sizes summed in one pass."""
+    """moto's ``Item.size``: the names' and values' sizes summed in one pass (an ASCII name's size remembered)."""
     total = 0
+    names = _name_bytes
     for name, value in self.attrs.items():
-        total += _attribute_bytes(name, value)
+        size = names.get(name) if type(name) is str else None
+        if size is None:
+            size = _attribute_bytes(name, value)
+            if type(name) is str and name.isascii() and len(names) < NAME_MEMO_LIMIT:
+                names[name] = len(name)
+            total += size
+            continue
+        tag, raw = value.type, value.value
+        if tag == "S" and type(raw) is str:
+            total += size + (len(raw) if raw.isascii() else len(raw.encode("utf-8")))
+        elif tag == "N":
+            total += size + len(str(raw))
+        else:
+            total += size + value_bytes(value)
     return total
+
+
+#: The sizes of ASCII attribute names (their lengths) seen by ``summed_size``; a bounded number of them.
+_name_bytes: dict[str, int] = {}
+NAME_MEMO_LIMIT = 10_000
 
 
 def attribute_size(self: Any) -> int:

@@ -96,8 +96,9 @@ def project(self: Any, projection_expressions: list[list[str]]) -> Any:
 
 
 def _within_limit(item: Any, names: list[str], stored_size: int) -> Any:
-    """The projected item built from converted attribute values without sizing it again, when its size cannot
-    exceed the item limit (the stored item's size plus what conversions added); else None."""
+    """The projected item built without sizing it again, when its size cannot exceed the item limit (the stored
+    item's size plus what conversions added); else None. A value its conversion leaves as it is (a string, a
+    boolean, a number already in normal form) is the stored ``DynamoType`` itself."""
     attrs = item.attrs
     projected = LimitedSizeDict.__new__(LimitedSizeDict)
     grown = 0
@@ -105,33 +106,33 @@ def _within_limit(item: Any, names: list[str], stored_size: int) -> Any:
         attribute = attrs.get(name)
         if attribute is None:
             continue
+        tag, raw = attribute.type, attribute.value
+        if (tag == "S" and type(raw) is str) or (tag == "BOOL" and type(raw) is bool):
+            dict.__setitem__(projected, name, attribute)
+            continue
         value, growth = _converted_value(attribute)
         dict.__setitem__(projected, name, value)
         grown += growth
     if stored_size + grown > ITEM_SIZE_LIMIT:
         return None
-    result = Item.__new__(Item)
+    result: Any = Item.__new__(Item)
     result.hash_key, result.range_key, result.attrs = item.hash_key, item.range_key, projected
     return result
 
 
 def _converted_value(attribute: Any) -> tuple[Any, int]:
-    """``DynamoType(_converted(attribute))``, and by how many bytes (at least 0) it outsizes ``attribute``."""
+    """``DynamoType(_converted(attribute))`` (``attribute`` itself for a number already in normal form), and by how
+    many bytes (at least 0) it outsizes ``attribute``."""
     tag, raw = attribute.type, attribute.value
-    if (tag == "S" and type(raw) is str) or (tag == "BOOL" and type(raw) is bool):
-        return _scalar(tag, raw), 0
     if tag == "N" and type(raw) is str:
         number = _number(raw)
-        return _scalar(tag, number), max(0, len(number) - len(raw))
+        if number == raw:
+            return attribute, 0
+        value = DynamoType.__new__(DynamoType)
+        value.type, value.value = tag, number
+        return value, max(0, len(number) - len(raw))
     value = DynamoType(_converted(attribute))
     return value, max(0, value_bytes(value) - value_bytes(attribute))
-
-
-def _scalar(tag: str, raw: Any) -> DynamoType:
-    """``DynamoType({tag: raw})`` for a tag other than ``L`` and ``M`` (which ``__init__`` takes as they are)."""
-    value = DynamoType.__new__(DynamoType)
-    value.type, value.value = tag, raw
-    return value
 
 
 #: ``_serialize_n(_deserialize_n(text))`` per number string seen in projections (cleared past the limit).
