@@ -22,8 +22,9 @@ a ``bool``) or a list (``L`` holding a list of ``DynamoType``) is computed direc
 list, map and ``bool`` in turn and then returns ``len(str(value))`` for a number, the sum of the elements'
 ``size()`` for a list, 1 for a ``bool`` and ``bytesize(value)`` (the UTF-8 length of a ``str``) for a string; the
 direct branch returns the same (a list's elements sized by this same function, which is their ``size()``). Every
-other value goes to moto's method. ``Item.size`` (moto: ``sum(bytesize(name) + value.size() ...)``) sums the same terms in
-one loop, with the same direct branches (an ASCII ``str`` is as many UTF-8 bytes as characters).
+other value goes to moto's method. ``Item.size`` (moto: ``sum(bytesize(name) + value.size() ...)``) sums the same
+terms in one loop, with the same direct branches (an ASCII ``str`` is as many UTF-8 bytes as characters; an ASCII name's
+size, its length, is remembered, bounded).
 
 ``Table.scan`` and ``Table.query`` size every item they read twice (the 1 MB page limit, then the page's running
 size): while one runs (on this thread), ``Item.size`` is remembered per item object for the rest of that call. The

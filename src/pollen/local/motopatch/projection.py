@@ -17,6 +17,12 @@ What the patch does:
   ``TypeSerializer._serialize_n``), without the type dispatch; other attributes take the whole conversion.
   Which projections qualify is worked out once per projection list (the same list object with the same paths as the
   last one seen on this thread reuses the answer).
+- Inside a Scan or Query, whose page limit has sized the stored item already (``itemsize``: remembered per item for
+  the read), the projected item is built without ``Item.__init__`` sizing it again, as long as the stored item's size
+  plus what number normalisation added (``"1e3"`` becomes ``"1E+3"``) stays within the 405,000-byte item limit;
+  beyond that ``Item()`` builds it and raises what moto raises. A projected value the conversion leaves as it is (a
+  string, a boolean, a number already in its normal form) is the stored ``DynamoType`` itself; a number's normal
+  form is remembered per string (bounded).
 - ``Table.scan`` and ``Table.query`` called with a projection: while they run (on this thread), the deep copies they
   make of the items they return are the items themselves (a list of items is copied shallowly).
 
@@ -28,6 +34,11 @@ until then the items are only read (the index projection returns the item or a n
 expression evaluates without changing it, the last evaluated key is read from it), and the projection returns new
 items built from converted copies of the values, so nothing a response carries is shared with the table. The
 projected items' ``hash_key``/``range_key`` are the stored items' key objects rather than copies; moto only reads them.
+The same holds for the unchanged values a projected item shares with the stored one: the response only reads their
+``type`` and ``value``, and the projected item is dropped once the response is written. ``Item.__init__`` raises
+only when a running total exceeds the limit; every running total is at most the projected item's size, which is at
+most the stored item's size (the projected attributes are some of its attributes, each no larger than before except
+by the growth counted) plus the growth counted: within the limit, no total can exceed it.
 """
 
 from __future__ import annotations

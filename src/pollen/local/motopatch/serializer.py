@@ -11,11 +11,15 @@ What the patch does: a ``JSONSerializer`` subclass, registered through moto's ow
 value has the form moto's ``dynamo_to_dict`` produces (one type tag per value, ``str`` strings and numbers, ``bytes``
 or ``str`` binaries, ``bool`` for NULL and BOOL). Everything else, and every other shape, goes to moto's own code.
 
+A list of attribute maps (a page of items) is encoded in one pass as well, and a string or number value (``{"S":
+str}``, ``{"N": str}``) is its own JSON form, so the dict ``dynamo_to_dict`` made for it is kept rather than rebuilt
+(the serialized body is only written out as JSON).
+
 Why it is equivalent: for such a value moto's walk picks exactly the one member present (the other nine are absent
 under both names it tries), serializes a string as itself, a blob as ``base64(value)`` (``str`` encoded as UTF-8
-first), a boolean as itself, a list element by element and a map key by key in insertion order: the same as the
-direct pass. ``AttributeValue`` and the maps of it carry no serialized-name override, and DynamoDB's handler
-registers no response transformers, which is what the skipped picker would consult. Any value outside that form
+first), a boolean as itself, a list element by element and a map key by key in insertion order (and a list of maps
+element by element under the member's name): the same as the direct pass. ``AttributeValue`` and the maps of it
+carry no serialized-name override, and DynamoDB's handler registers no response transformers, which is what the skipped picker would consult. Any value outside that form
 (``None``, numbers as Python ints, an unknown tag, an empty map key, which moto's walk mistakes for the top level)
 makes the direct pass give up and moto's walk serialize it.
 
@@ -23,8 +27,9 @@ Before that walk, moto turns the response's model objects into plain values (``u
 ``DynamoResult``). Its replacement converts an attribute value (``DynamoType``) holding a ``str`` under any tag but
 ``B``/``BS``, or a ``bool`` under ``BOOL``/``NULL``, to ``{tag: value}`` directly, which is what moto's function returns
 for them (for such a value its recursion returns the value itself: not a datetime, a model, a dict nor a list); plain
-dicts and lists are walked the same way; everything else goes to moto's function, whose own recursion comes back
-here (it looks itself up by module name).
+dicts, item attribute dicts (``LimitedSizeDict``, which moto's function walks as a ``dict``) and lists are walked the
+same way; everything else goes to moto's function, whose own recursion comes back here (it looks itself up by
+module name).
 """
 
 from __future__ import annotations
@@ -194,7 +199,7 @@ _BOOLEAN_TAGS = frozenset({"NULL", "BOOL"})
 
 
 def dynamo_to_dict(obj: Any) -> Any:
-    """moto's ``dynamo_to_dict``, direct for strings, booleans, plain dicts and lists."""
+    """moto's ``dynamo_to_dict``, direct for strings, booleans, plain and item attribute dicts and lists."""
     kind = type(obj)
     if kind is DynamoType:
         tag, value = obj.type, obj.value
