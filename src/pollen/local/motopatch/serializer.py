@@ -19,9 +19,10 @@ Why it is equivalent: for such a value moto's walk picks exactly the one member 
 under both names it tries), serializes a string as itself, a blob as ``base64(value)`` (``str`` encoded as UTF-8
 first), a boolean as itself, a list element by element and a map key by key in insertion order (and a list of maps
 element by element under the member's name): the same as the direct pass. ``AttributeValue`` and the maps of it
-carry no serialized-name override, and DynamoDB's handler registers no response transformers, which is what the skipped picker would consult. Any value outside that form
-(``None``, numbers as Python ints, an unknown tag, an empty map key, which moto's walk mistakes for the top level)
-makes the direct pass give up and moto's walk serialize it.
+carry no serialized-name override, and DynamoDB's handler registers no response transformers, which is what the
+skipped picker would consult. Any value outside that form (``None``, numbers as Python ints, an unknown tag, an
+empty map key, which moto's walk mistakes for the top level) makes the direct pass give up and moto's walk
+serialize it.
 
 Before that walk, moto turns the response's model objects into plain values (``utilities.dynamo_to_dict``, called by
 ``DynamoResult``). Its replacement converts an attribute value (``DynamoType``) holding a ``str`` under any tag but
