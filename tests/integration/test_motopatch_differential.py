@@ -515,3 +515,164 @@ def test_patched_server_answers_byte_for_byte_like_stock_moto(
             compared += len(stock_records)
     # The generator reached what it is meant to exercise: many answers, records among them.
     assert compared > OPERATIONS_PER_SEED
+
+
+def _asset_like(i: int) -> dict[str, Any]:
+    """An assets row as pollen stores it (about 430 bytes), some with the value kinds a projection converts."""
+    item: dict[str, Any] = {
+        "symbol": {"S": f"S{i:05d}"},
+        "lastPollenationDate": {"S": "1970-01-01T00:00:00Z" if i % 3 else f"2026-01-{1 + i % 28:02d}T00:00:00Z"},
+        "status": {"S": "active" if i % 10 else "inactive"},
+        "volume": {"N": str(1_000 + (i * 7919) % 5_000_000)},
+        "name": {"S": f"Company number {i} Incorporated Common Stock"},
+        "exchange": {"S": ("NASDAQ", "NYSE", "ARCA", "BATS")[i % 4]},
+        "class": {"S": "us_equity"},
+        "tradable": {"BOOL": True},
+        "marginable": {"BOOL": i % 2 == 0},
+        "id": {"S": f"{i:08x}-0000-4000-8000-{i:012x}"},
+        "contentHash": {"S": f"{(i * 2654435761) % 2**64:016x}{i:016x}"},
+        "lastSyncDate": {"S": "2026-01-01T00:00:00Z"},
+        "attributes": {"L": [{"S": "has_options"}] if i % 4 == 0 else []},
+        "maintenanceMarginRequirement": {"N": "30"},
+    }
+    odd = i % 97
+    if odd == 1:  # numbers a projection rewrites ("1E+3", "1.5"), and a missing required attribute
+        item["volume"] = {"N": ("1e3", "1.50", "-0", "0.000", "12345678901234567890123456789012345678")[i % 5]}
+        del item["exchange"]
+    elif odd == 2:  # value kinds converted whole
+        item["meta"] = {"M": {"k": {"N": "2.0"}, "s": {"SS": ["b", "a"]}, "b": {"B": "AAEC"}}}
+        item["class"] = {"NULL": True}
+        item["tags"] = {"NS": ["3", "1e1"]}
+        item["name"] = {"S": "Société Générale — non-ASCII"}
+    return item
+
+
+#: Projections as pollen's readers send them (``#p`` names), with names missing from every item, and the ones
+#: moto projects itself (nested paths, list indexes, a name twice).
+ASSET_PROJECTIONS: list[dict[str, Any]] = [
+    {
+        "ProjectionExpression": "#p0, #p1, #p2, #p3, #p4, #p5, #p6, #p7",
+        "ExpressionAttributeNames": {
+            f"#p{n}": name
+            for n, name in enumerate(
+                ["symbol", "lastPollenationDate", "id", "class", "exchange", "status", "volume", "lastSyncDate"]
+            )
+        },
+    },
+    {"ProjectionExpression": "volume, tags, meta, #c, absent", "ExpressionAttributeNames": {"#c": "class"}},
+    {"ProjectionExpression": "symbol, #n, attributes, tradable", "ExpressionAttributeNames": {"#n": "name"}},
+    {"ProjectionExpression": "symbol, meta.k, volume"},
+    {"ProjectionExpression": "attributes[0], symbol"},
+    {"ProjectionExpression": "symbol, volume, symbol"},
+]
+
+
+def _asset_scans(table: str) -> Iterator[dict[str, Any]]:
+    """Projected Scans as pollen sends them (1 and 4 segments, consistent or not) and with Limit, a filter and
+    Select COUNT."""
+    for projection in ASSET_PROJECTIONS:
+        for segments in (1, 4):
+            for segment in range(segments):
+                request = {"TableName": table, "ConsistentRead": segments == 4, **projection}
+                if segments > 1:
+                    request.update(Segment=segment, TotalSegments=segments)
+                yield request
+    first = ASSET_PROJECTIONS[0]
+    names = first["ExpressionAttributeNames"]
+    yield {"TableName": table, "Limit": 7, **first}
+    yield {"TableName": table, "Limit": 2500, "Segment": 1, "TotalSegments": 4, **first}
+    yield {
+        "TableName": table,
+        "FilterExpression": "#p5 = :inactive OR attribute_not_exists(#p4)",
+        "ExpressionAttributeValues": {":inactive": {"S": "inactive"}},
+        "ProjectionExpression": first["ProjectionExpression"],
+        "ExpressionAttributeNames": names,
+    }
+    yield {
+        "TableName": table,
+        "Limit": 300,
+        "FilterExpression": "tradable = :t",
+        "ExpressionAttributeValues": {":t": {"BOOL": True}},
+        **ASSET_PROJECTIONS[1],
+    }
+    yield {"TableName": table, "Select": "COUNT", "Segment": 2, "TotalSegments": 4}
+
+
+def test_projected_scans_of_asset_shaped_items_answer_like_stock_moto(
+    servers: tuple[Endpoint, Endpoint], table_prefix: str
+) -> None:
+    """Enough assets-shaped items for 1 MB pages: the projected item sizes, page boundaries, LastEvaluatedKey,
+    Count and ScannedCount must come out as stock moto's."""
+    stock, patched = servers
+    table = f"{table_prefix}assetlike"
+    create = {
+        "TableName": table,
+        "KeySchema": [{"AttributeName": "symbol", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "symbol", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    _assert_same("CreateTable", [stock.call("CreateTable", create)], [patched.call("CreateTable", create)])
+    items = [_asset_like(i) for i in range(4_000)]  # about 1.3 MB
+    for start in range(0, len(items), 25):
+        batch = {"RequestItems": {table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}}
+        _assert_same("BatchWriteItem", [stock.call("BatchWriteItem", batch)], [patched.call("BatchWriteItem", batch)])
+    pages: dict[str, int] = {}
+    for request in _asset_scans(table):
+        stock_pages, patched_pages = _pages("Scan", request, stock), _pages("Scan", request, patched)
+        _assert_same(f"Scan {json.dumps(request)[:300]}", stock_pages, patched_pages)
+        pages.setdefault(json.dumps(request), len(stock_pages))
+    # A whole-table Scan of 4,000 items of ~330 bytes is cut at 1 MB: the page boundary is compared.
+    assert pages[json.dumps({"TableName": table, "ConsistentRead": False, **ASSET_PROJECTIONS[0]})] == 2
+
+
+def test_a_projection_that_outgrows_the_item_limit_fails_like_stock_moto(
+    servers: tuple[Endpoint, Endpoint], table_prefix: str
+) -> None:
+    """An item just under the size limit whose numbers a projection rewrites longer ("1e3" becomes "1E+3"): the
+    projected item is too large, and the Scan or Query must fail (or not) as on stock moto."""
+    stock, patched = servers
+    table = f"{table_prefix}nearlimit"
+    create = {
+        "TableName": table,
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    _assert_same("CreateTable", [stock.call("CreateTable", create)], [patched.call("CreateTable", create)])
+    numbers = {f"n{k}": {"N": "1e3"} for k in range(200)}
+    numbers_size = sum(len(name) + 3 for name in numbers)
+    for key, slack in (("over", 50), ("under", 250)):
+        # stored: just under the 405,000-byte limit; projected: 200 bytes more.
+        filler = 405_000 - slack - numbers_size - len("id") - len(key) - len("big")
+        item = {"id": {"S": key}, "big": {"S": "x" * filler}, **numbers}
+        _assert_same(
+            "PutItem",
+            [stock.call("PutItem", {"TableName": table, "Item": item})],
+            [patched.call("PutItem", {"TableName": table, "Item": item})],
+        )
+    projection = "id, big, " + ", ".join(numbers)
+    for target, request in (
+        ("Scan", {"TableName": table, "ProjectionExpression": projection}),
+        ("Scan", {"TableName": table, "ProjectionExpression": "id, n0, n1"}),
+        (
+            "Query",
+            {
+                "TableName": table,
+                "KeyConditionExpression": "id = :k",
+                "ExpressionAttributeValues": {":k": {"S": "under"}},
+                "ProjectionExpression": projection,
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": table,
+                "KeyConditionExpression": "id = :k",
+                "ExpressionAttributeValues": {":k": {"S": "over"}},
+                "ProjectionExpression": projection,
+            },
+        ),
+    ):
+        _assert_same(
+            f"{target} {json.dumps(request)[:200]}", [stock.call(target, request)], [patched.call(target, request)]
+        )

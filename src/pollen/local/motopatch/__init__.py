@@ -4,12 +4,12 @@ Each part keeps moto's behaviour byte for byte and is documented in its module (
 why it is equivalent); ``tests/integration/test_motopatch_differential.py`` sends the same random operations to a
 stock and a patched server and compares the responses.
 
-- ``serializer``: attribute values serialized directly instead of through botocore's model.
+- ``serializer``: attribute values (and a page of items) serialized directly instead of through botocore's model.
 - ``ordering``: Query and Scan sort on native key values computed once; a base-table Query reads its partition only.
 - ``transactions``: TransactWriteItems saves and restores the items it addresses, not deep copies of whole tables.
-- ``itemsize``: an item's size summed once while it is built.
+- ``itemsize``: an item's size summed once while it is built, and remembered during a Query or Scan.
 - ``projection``: a projection converts only the projected attributes; a projected Query or Scan does not deep-copy
-  the items it projects.
+  the items it projects, nor size the projected items again, and shares the values the projection leaves as they are.
 - ``streamrecords``: GetRecords' stream records serialized directly instead of through botocore's model.
 - ``pages``: a later page of a Query or Scan passes over the earlier ones with the start key converted once; a
   segmented Scan hashes each hash key once.

@@ -17,11 +17,14 @@ Each attribute given as a one-entry dict of a tag other than ``L`` and ``M`` is 
 setting ``type`` and ``value`` directly: for such a dict ``DynamoType.__init__`` takes the one key as the type and
 its value as the value and converts nothing further (only lists and maps get their elements wrapped).
 
-``DynamoType.size`` of a string (``S`` holding a ``str``) or a number (``N``) is computed directly: moto's method
-tests number, set, list, map and ``bool`` in turn and then returns ``len(str(value))`` for a number and
-``bytesize(value)`` (the UTF-8 length of a ``str``) for a string; the direct branch returns the same. Every other
-value goes to moto's method. ``Item.size`` (moto: ``sum(bytesize(name) + value.size() ...)``) sums the same terms in
-one loop, with the same direct branches (an ASCII ``str`` is as many UTF-8 bytes as characters).
+``DynamoType.size`` of a string (``S`` holding a ``str``), a number (``N``), a boolean (``BOOL`` or ``NULL`` holding
+a ``bool``) or a list (``L`` holding a list of ``DynamoType``) is computed directly: moto's method tests number, set,
+list, map and ``bool`` in turn and then returns ``len(str(value))`` for a number, the sum of the elements'
+``size()`` for a list, 1 for a ``bool`` and ``bytesize(value)`` (the UTF-8 length of a ``str``) for a string; the
+direct branch returns the same (a list's elements sized by this same function, which is their ``size()``). Every
+other value goes to moto's method. ``Item.size`` (moto: ``sum(bytesize(name) + value.size() ...)``) sums the same
+terms in one loop, with the same direct branches (an ASCII ``str`` is as many UTF-8 bytes as characters; an ASCII name's
+size, its length, is remembered, bounded).
 
 ``Table.scan`` and ``Table.query`` size every item they read twice (the 1 MB page limit, then the page's running
 size): while one runs (on this thread), ``Item.size`` is remembered per item object for the rest of that call. The
@@ -81,36 +84,57 @@ def _dynamo_type(value: Any) -> Any:
 
 
 def _attribute_bytes(name: Any, value: Any) -> int:
-    """``bytesize(name) + value.size()``, directly for a ``str`` name and a string or number value."""
+    """``bytesize(name) + value.size()``, directly for a ``str`` name."""
     size = bytesize(name) if type(name) is not str else len(name) if name.isascii() else len(name.encode("utf-8"))
-    tag = value.type
+    return size + value_bytes(value)
+
+
+def value_bytes(value: Any) -> int:
+    """moto's ``DynamoType.size``, directly for strings, numbers, booleans and lists of attribute values."""
+    tag, raw = value.type, value.value
     if tag == "S":
-        text = value.value
-        if type(text) is str:
-            return size + (len(text) if text.isascii() else len(text.encode("utf-8")))
+        if type(raw) is str:
+            return len(raw) if raw.isascii() else len(raw.encode("utf-8"))
     elif tag == "N":
-        return size + len(str(value.value))
-    return size + int(value.size())
+        return len(str(raw))
+    elif tag == "BOOL" or tag == "NULL":
+        if type(raw) is bool:
+            return 1
+    elif tag == "L" and type(raw) is list and all(type(element) is DynamoType for element in raw):
+        return sum(value_bytes(element) for element in raw)
+    return int(_original_size(value))
 
 
 def summed_size(self: Any) -> int:
-    """moto's ``Item.size``: the names' and values' sizes summed in one pass."""
+    """moto's ``Item.size``: the names' and values' sizes summed in one pass (an ASCII name's size remembered)."""
     total = 0
+    names = _name_bytes
     for name, value in self.attrs.items():
-        total += _attribute_bytes(name, value)
+        size = names.get(name) if type(name) is str else None
+        if size is None:
+            size = _attribute_bytes(name, value)
+            if type(name) is str and name.isascii() and len(names) < NAME_MEMO_LIMIT:
+                names[name] = len(name)
+            total += size
+            continue
+        tag, raw = value.type, value.value
+        if tag == "S" and type(raw) is str:
+            total += size + (len(raw) if raw.isascii() else len(raw.encode("utf-8")))
+        elif tag == "N":
+            total += size + len(str(raw))
+        else:
+            total += size + value_bytes(value)
     return total
 
 
+#: The sizes of ASCII attribute names (their lengths) seen by ``summed_size``; a bounded number of them.
+_name_bytes: dict[str, int] = {}
+NAME_MEMO_LIMIT = 10_000
+
+
 def attribute_size(self: Any) -> int:
-    """moto's ``DynamoType.size``, directly for strings and numbers."""
-    tag = self.type
-    if tag == "S":
-        value = self.value
-        if type(value) is str:
-            return len(value.encode("utf-8"))
-    elif tag == "N":
-        return len(str(self.value))
-    return _original_size(self)
+    """moto's ``DynamoType.size`` (``value_bytes``)."""
+    return value_bytes(self)
 
 
 def item_size(self: Any) -> int:
@@ -122,6 +146,14 @@ def item_size(self: Any) -> int:
     if known is None:
         known = memo[id(self)] = (self, summed_size(self))
     return known[1]
+
+
+def remembered_size(item: Any) -> int | None:
+    """The size ``Item.size`` gave for this item object earlier in the Scan or Query running on this thread, if
+    it sized it."""
+    memo: dict[int, tuple[Any, int]] | None = getattr(_read_sizes, "memo", None)
+    known = None if memo is None else memo.get(id(item))
+    return None if known is None or known[0] is not item else known[1]
 
 
 def _sizes_remembered(read: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,6 +17,12 @@ What the patch does:
   ``TypeSerializer._serialize_n``), without the type dispatch; other attributes take the whole conversion.
   Which projections qualify is worked out once per projection list (the same list object with the same paths as the
   last one seen on this thread reuses the answer).
+- Inside a Scan or Query, whose page limit has sized the stored item already (``itemsize``: remembered per item for
+  the read), the projected item is built without ``Item.__init__`` sizing it again, as long as the stored item's size
+  plus what number normalisation added (``"1e3"`` becomes ``"1E+3"``) stays within the 405,000-byte item limit;
+  beyond that ``Item()`` builds it and raises what moto raises. A projected value the conversion leaves as it is (a
+  string, a boolean, a number already in its normal form) is the stored ``DynamoType`` itself; a number's normal
+  form is remembered per string (bounded).
 - ``Table.scan`` and ``Table.query`` called with a projection: while they run (on this thread), the deep copies they
   make of the items they return are the items themselves (a list of items is copied shallowly).
 
@@ -28,6 +34,11 @@ until then the items are only read (the index projection returns the item or a n
 expression evaluates without changing it, the last evaluated key is read from it), and the projection returns new
 items built from converted copies of the values, so nothing a response carries is shared with the table. The
 projected items' ``hash_key``/``range_key`` are the stored items' key objects rather than copies; moto only reads them.
+The same holds for the unchanged values a projected item shares with the stored one: the response only reads their
+``type`` and ``value``, and the projected item is dropped once the response is written. ``Item.__init__`` raises
+only when a running total exceeds the limit; every running total is at most the projected item's size, which is at
+most the stored item's size (the projected attributes are some of its attributes, each no larger than before except
+by the growth counted) plus the growth counted: within the limit, no total can exceed it.
 """
 
 from __future__ import annotations
@@ -40,8 +51,10 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import table as table_module
-from moto.dynamodb.models.dynamo_type import Item, deserializer, serializer
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict, deserializer, serializer
 from moto.dynamodb.models.table import Table
+
+from pollen.local.motopatch.itemsize import ITEM_SIZE_LIMIT, remembered_size, value_bytes
 
 _original_project: Callable[..., Any] = Item.project
 _original_scan: Callable[..., Any] = Table.scan
@@ -83,9 +96,68 @@ def project(self: Any, projection_expressions: list[list[str]]) -> Any:
     names = _projected_names(projection_expressions)
     if names is None:
         return _original_project(self, projection_expressions)
+    stored_size = remembered_size(self)
+    if stored_size is not None:
+        projected = _within_limit(self, names, stored_size)
+        if projected is not None:
+            return projected
     attrs = self.attrs
-    projected = {name: _converted(attrs[name]) for name in names if name in attrs}
-    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=projected)
+    converted = {name: _converted(attrs[name]) for name in names if name in attrs}
+    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=converted)
+
+
+def _within_limit(item: Any, names: list[str], stored_size: int) -> Any:
+    """The projected item built without sizing it again, when its size cannot exceed the item limit (the stored
+    item's size plus what conversions added); else None. A value its conversion leaves as it is (a string, a
+    boolean, a number already in normal form) is the stored ``DynamoType`` itself."""
+    attrs = item.attrs
+    projected = LimitedSizeDict.__new__(LimitedSizeDict)
+    grown = 0
+    for name in names:
+        attribute = attrs.get(name)
+        if attribute is None:
+            continue
+        tag, raw = attribute.type, attribute.value
+        if (tag == "S" and type(raw) is str) or (tag == "BOOL" and type(raw) is bool):
+            dict.__setitem__(projected, name, attribute)
+            continue
+        value, growth = _converted_value(attribute)
+        dict.__setitem__(projected, name, value)
+        grown += growth
+    if stored_size + grown > ITEM_SIZE_LIMIT:
+        return None
+    result: Any = Item.__new__(Item)
+    result.hash_key, result.range_key, result.attrs = item.hash_key, item.range_key, projected
+    return result
+
+
+def _converted_value(attribute: Any) -> tuple[Any, int]:
+    """``DynamoType(_converted(attribute))`` (``attribute`` itself for a number already in normal form), and by how
+    many bytes (at least 0) it outsizes ``attribute``."""
+    tag, raw = attribute.type, attribute.value
+    if tag == "N" and type(raw) is str:
+        number = _number(raw)
+        if number == raw:
+            return attribute, 0
+        value = DynamoType.__new__(DynamoType)
+        value.type, value.value = tag, number
+        return value, max(0, len(number) - len(raw))
+    value = DynamoType(_converted(attribute))
+    return value, max(0, value_bytes(value) - value_bytes(attribute))
+
+
+#: ``_serialize_n(_deserialize_n(text))`` per number string seen in projections (cleared past the limit).
+_numbers: dict[str, str] = {}
+NUMBER_MEMO_LIMIT = 100_000
+
+
+def _number(text: str) -> str:
+    number = _numbers.get(text)
+    if number is None:
+        if len(_numbers) >= NUMBER_MEMO_LIMIT:
+            _numbers.clear()
+        number = _numbers[text] = serializer._serialize_n(deserializer._deserialize_n(text))
+    return number
 
 
 def _converted(attribute: Any) -> dict[str, Any]:
@@ -94,7 +166,7 @@ def _converted(attribute: Any) -> dict[str, Any]:
     if tag == "S" and type(value) is str:
         return {"S": value}
     if tag == "N" and type(value) is str:
-        return {"N": serializer._serialize_n(deserializer._deserialize_n(value))}
+        return {"N": _number(value)}
     if tag == "BOOL" and type(value) is bool:
         return {"BOOL": value}
     converted: dict[str, Any] = serializer.serialize(deserializer.deserialize(attribute.to_regular_json()))
