@@ -64,16 +64,21 @@ def _blob(value: object) -> Any:
     return _GIVE_UP
 
 
-def _list(value: object) -> Any:
+def _each(value: object, encode: Callable[[object], Any]) -> Any:
+    """``encode`` applied to every element of a list, or ``_GIVE_UP`` when it is no list or one element gives up."""
     if type(value) is not list:
         return _GIVE_UP
     encoded_list = []
     for element in value:
-        encoded = encode_attribute_value(element)
+        encoded = encode(element)
         if encoded is _GIVE_UP:
             return _GIVE_UP
         encoded_list.append(encoded)
     return encoded_list
+
+
+def _list(value: object) -> Any:
+    return _each(value, encode_attribute_value)
 
 
 def _string_set(value: object) -> Any:
@@ -126,15 +131,7 @@ def encode_attribute_map(value: object) -> Any:
 
 def encode_attribute_maps(value: object) -> Any:
     """The JSON form of a list of attribute maps (a page of items), or ``_GIVE_UP``."""
-    if type(value) is not list:
-        return _GIVE_UP
-    encoded_list = []
-    for element in value:
-        encoded = encode_attribute_map(element)
-        if encoded is _GIVE_UP:
-            return _GIVE_UP
-        encoded_list.append(encoded)
-    return encoded_list
+    return _each(value, encode_attribute_map)
 
 
 #: How the value under each type tag is encoded; an unknown tag gives up.
