@@ -8,6 +8,7 @@ only the composition root (:mod:`pollen.wiring`) and the entry points build clie
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 #: Credentials for loopback endpoints (the embedded stack, moto) when the environment has none; never sent anywhere
 #: else.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+#: botocore sessions are not thread-safe: clients (and credentials) are built from a shared session one at a time.
+SESSION_LOCK = threading.RLock()
 
 #: The services pollen calls, by botocore's name, as messages name them.
 SERVICE_NAMES = {
@@ -110,9 +114,10 @@ def make_client(
     kwargs: dict[str, Any] = {"config": config, "region_name": region}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    client = session.client(service, **kwargs)
-    if session.get_credentials() is None and is_loopback(client.meta.endpoint_url):
-        client = session.client(service, **kwargs, **LOCAL_CREDENTIALS)
+    with SESSION_LOCK:
+        client = session.client(service, **kwargs)
+        if session.get_credentials() is None and is_loopback(client.meta.endpoint_url):
+            client = session.client(service, **kwargs, **LOCAL_CREDENTIALS)
     return client
 
 

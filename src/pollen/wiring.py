@@ -8,6 +8,7 @@ upstream APIs'); the adapters take them ready-made.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -46,6 +47,23 @@ log = logging.getLogger(__name__)
 
 # --- AWS clients ------------------------------------------------------------------------------------------------
 
+_session_lock = threading.Lock()
+#: The last settings given to :func:`aws_session` and their session (one entry: a process has one Settings).
+_last_session: tuple[Settings, Any] | None = None
+
+
+def aws_session(settings: Settings) -> Any:
+    """The boto3 session every client built from ``settings`` shares: botocore then loads each service's model and
+    resolves credentials once per process, where a session per client reloads them every time (about 0.1 s of a
+    command's start-up per client). New settings (a test's changed environment) get a new session."""
+    global _last_session
+    import boto3  # here, not at import: a Lambda handler's cold import then skips boto3 (and s3transfer)
+
+    with _session_lock:
+        if _last_session is None or _last_session[0] is not settings:
+            _last_session = (settings, boto3.session.Session())
+        return _last_session[1]
+
 
 def dynamodb_client(settings: Settings, *, max_attempts: int = 1, **options: Any) -> Any:
     from pollen.aws import make_client
@@ -55,6 +73,7 @@ def dynamodb_client(settings: Settings, *, max_attempts: int = 1, **options: Any
         region=settings.region,
         endpoint_url=settings.dynamodb_endpoint,
         max_attempts=max_attempts,
+        session=aws_session(settings),
         **options,
     )
 
@@ -63,14 +82,18 @@ def streams_client(settings: Settings) -> Any:
     from pollen.aws import make_client
 
     return make_client(
-        "dynamodbstreams", region=settings.region, endpoint_url=settings.streams_endpoint, max_attempts=3
+        "dynamodbstreams",
+        region=settings.region,
+        endpoint_url=settings.streams_endpoint,
+        max_attempts=3,
+        session=aws_session(settings),
     )
 
 
 def sqs_client(settings: Settings) -> Any:
     from pollen.aws import make_client
 
-    return make_client("sqs", region=settings.region, max_attempts=3)
+    return make_client("sqs", region=settings.region, max_attempts=3, session=aws_session(settings))
 
 
 def _secrets_client(region: str, endpoint_url: str | None) -> Any:
@@ -120,9 +143,10 @@ def _store_client_factory(settings: Settings, transport: str) -> Callable[[], An
     from pollen.adapters.dynamodb.wire import wire_client_factory
 
     if transport != "boto3":
-        endpoint = resolve_endpoint(region=settings.region, endpoint_url=settings.dynamodb_endpoint)
+        session = aws_session(settings)
+        endpoint = resolve_endpoint(region=settings.region, endpoint_url=settings.dynamodb_endpoint, session=session)
         if transport == "wire" or not endpoint.unsupported:
-            return wire_client_factory(endpoint=endpoint)
+            return wire_client_factory(endpoint=endpoint, session=session)
         log.info("using the boto3 transport", extra={"reason": endpoint.unsupported})
     return partial(dynamodb_client, settings, max_pool_connections=max(10, settings.write_concurrency * 2))
 

@@ -106,6 +106,33 @@ def test_the_store_built_from_settings_follows_botocore(aws_env: pytest.MonkeyPa
         assert (client.endpoint_url, client.region) == ("http://localhost:4566", "eu-central-1")
 
 
+def test_clients_built_from_one_settings_share_one_boto3_session(aws_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """botocore loads a service's model and resolves credentials once per session: a command that builds its store,
+    its run-record store and status's clients from one Settings must not pay for that once per client."""
+    import boto3
+
+    from pollen import wiring
+
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
+    sessions: list[Any] = []
+    real_session = boto3.session.Session
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        sessions.append(real_session(*args, **kwargs))
+        return sessions[-1]
+
+    aws_env.setattr(boto3.session, "Session", counted)
+    settings = load_settings(home=str(tmp_path / "home"))
+    with build_store(settings, MetricsRecorder()) as store, wiring.build_run_record_store(settings, MetricsRecorder()):
+        store.client()
+        wiring.dynamodb_client(settings)
+        wiring.streams_client(settings)
+        wiring.sqs_client(settings)
+    assert len(sessions) == 1
+    other = load_settings(home=str(tmp_path / "home"))
+    assert wiring.aws_session(other) is not sessions[0]  # new settings (a changed environment): a new session
+
+
 # --- proxy and CA bundle -------------------------------------------------------------------------------------------
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # The shared AWS helpers, under the names the DynamoDB adapter has always used.
-from pollen.aws import LOCAL_CREDENTIALS, is_loopback, make_client
+from pollen.aws import LOCAL_CREDENTIALS, SESSION_LOCK, is_loopback, make_client
 
-__all__ = ["LOCAL_CREDENTIALS", "Endpoint", "is_loopback", "make_client", "resolve_endpoint"]
+__all__ = ["LOCAL_CREDENTIALS", "SESSION_LOCK", "Endpoint", "is_loopback", "make_client", "resolve_endpoint"]
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,10 @@ def resolve_endpoint(*, region: str, endpoint_url: str | None = None, session: A
     import boto3
     from botocore.httpsession import get_cert_path
 
-    client = (session or boto3.session.Session()).client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url or None
-    )
+    with SESSION_LOCK:
+        client = (session or boto3.session.Session()).client(
+            "dynamodb", region_name=region, endpoint_url=endpoint_url or None
+        )
     url = str(client.meta.endpoint_url)
     http = getattr(getattr(client, "_endpoint", None), "http_session", None)
     # botocore keeps these on its urllib3 session; if a botocore release moves them, play safe and use boto3.

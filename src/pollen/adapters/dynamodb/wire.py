@@ -44,7 +44,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
 from botocore.utils import normalize_url_path
 
-from pollen.adapters.dynamodb.client import LOCAL_CREDENTIALS, Endpoint, is_loopback, resolve_endpoint
+from pollen.adapters.dynamodb.client import LOCAL_CREDENTIALS, SESSION_LOCK, Endpoint, is_loopback, resolve_endpoint
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -299,7 +299,8 @@ _CLOSED_ERRORS = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 def session_credentials(endpoint_url: str, session: Any = None) -> Any:
     """The botocore session's credentials (refreshing ones included); without any, dummy credentials for a loopback
     endpoint (the embedded stack), else an object whose calls raise NoCredentialsError."""
-    credentials = (session or boto3.session.Session()).get_credentials()
+    with SESSION_LOCK:
+        credentials = (session or boto3.session.Session()).get_credentials()
     if credentials is not None:
         return credentials
     if is_loopback(endpoint_url):
@@ -483,11 +484,13 @@ def wire_client_factory(
     endpoint_url: str | None = None,
     endpoint: Endpoint | None = None,
     read_timeout_s: float = 30.0,
+    session: Any = None,
 ) -> Callable[[], WireClient]:
     """A factory for per-worker clients sharing one credentials object. ``endpoint``: botocore's resolution (see
-    :func:`.client.resolve_endpoint`), made here from ``region`` and ``endpoint_url`` when not given."""
-    resolved = endpoint or resolve_endpoint(region=region, endpoint_url=endpoint_url)
-    credentials = session_credentials(resolved.url)
+    :func:`.client.resolve_endpoint`), made here from ``region`` and ``endpoint_url`` when not given; ``session``:
+    the boto3 session whose credentials they sign with (a new one when not given)."""
+    resolved = endpoint or resolve_endpoint(region=region, endpoint_url=endpoint_url, session=session)
+    credentials = session_credentials(resolved.url, session)
 
     def factory() -> WireClient:
         return WireClient(
