@@ -17,6 +17,7 @@ from pollen.domain.values import (
     is_valid_symbol,
     parse_date,
     parse_decimal,
+    parse_text,
     same_content,
     timestamp,
     validate_symbol,
@@ -135,6 +136,34 @@ def test_control_characters_are_never_part_of_a_symbol(control: str) -> None:
 def test_invalid_dates_are_rejected(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_date(bad)
+
+
+#: The rule for text: no C0 or C1 control character except the tab, newline and carriage return of prose.
+_PROSE_WHITESPACE = "\t\n\r"
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=12))
+def test_text_holding_a_control_character_is_refused_and_any_other_kept(text: str) -> None:
+    controls = [c for c in text if (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F) and c not in _PROSE_WHITESPACE]
+    if text.strip() in ("", "None", "-"):
+        assert parse_text(text) is None
+    elif controls:
+        with pytest.raises(ValueError, match="control characters"):
+            parse_text(text)
+    else:
+        assert parse_text(text) == text
+
+
+@given(st.dates(), st.sampled_from(["", " ", "  "]), st.booleans())
+def test_a_date_repeated_on_many_rows_is_checked_alike_every_time(day: object, pad: str, twice: bool) -> None:
+    text = f"{pad}{day}{pad}"
+    assert parse_date(text) == str(day)
+    if twice:
+        assert parse_date(text) == str(day)
+    with pytest.raises(ValueError):
+        parse_date(f"{day}x")  # an error is raised again on every call, never remembered as a value
+    with pytest.raises(ValueError):
+        parse_date(f"{day}x")
 
 
 def test_timestamps_are_utc_seconds_with_z() -> None:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 #: Source values that mean "unknown": the attribute is left out of the item.
@@ -22,7 +23,8 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 #: Letters, digits and ``.`` ``/`` ``-`` (BRK.B, BTC/USD, option symbols); starts with a letter or digit.
 SYMBOL_MAX_LENGTH = 32
 _SYMBOL = re.compile(rf"[A-Za-z0-9][A-Za-z0-9./-]{{0,{SYMBOL_MAX_LENGTH - 1}}}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Control characters other than the tab, newline and carriage return that prose may hold.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # DynamoDB numbers: up to 38 significant digits, magnitude between 1E-130 and 9.99E+125.
 _MAX_DIGITS = 38
@@ -97,7 +99,8 @@ def parse_text(value: Any, *, max_length: int = 4096) -> str | None:
         raise ValueError(f"{type(value).__name__} is not text")
     if len(value) > max_length:
         raise ValueError(f"text longer than {max_length} characters")
-    if _CONTROL.search(value.replace("\t", "").replace("\n", "").replace("\r", "")):
+    # A printable string has no control character at all: most values skip the search.
+    if not value.isprintable() and _CONTROL.search(value):
         raise ValueError("text holds control characters")
     return value
 
@@ -106,9 +109,17 @@ def parse_date(value: Any) -> str | None:
     """A ``YYYY-MM-DD`` calendar date, returned as given; None when missing."""
     if is_missing(value):
         return None
-    if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
+    if not isinstance(value, str):
         raise ValueError(f"{_show(value)} is not a date (YYYY-MM-DD)")
+    return _date_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _date_text(value: str) -> str:
+    """A feed repeats a few dozen dates on thousands of rows: each is checked once (errors are never cached)."""
     text = value.strip()
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"{_show(value)} is not a date (YYYY-MM-DD)")
     try:
         date.fromisoformat(text)
     except ValueError as exc:

@@ -209,6 +209,9 @@ def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
         elif kind is Decimal or kind is int or kind is float:
             text, value_bytes = (kind is Decimal and _plain_number(value)) or _number(value)
             encoded[name] = {"N": text}
+        elif kind is bool:
+            encoded[name] = {"BOOL": value}
+            value_bytes = 1
         else:
             av = encode_value(value)
             if av is _DROP:
