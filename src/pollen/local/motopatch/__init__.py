@@ -13,6 +13,7 @@ stock and a patched server and compares the responses.
 - ``streamrecords``: GetRecords' stream records serialized directly instead of through botocore's model.
 - ``pages``: a later page of a Query or Scan passes over the earlier ones with the start key converted once; a
   segmented Scan hashes each hash key once.
+- ``requestid``: a DynamoDB answer's JSON body is not searched for an XML ``<RequestId>`` element.
 - ``collector``: the server's garbage collector runs full collections far less often (no response changes).
 """
 
@@ -48,6 +49,7 @@ def apply() -> bool:
         ordering,
         pages,
         projection,
+        requestid,
         serializer,
         streamrecords,
         transactions,
@@ -60,6 +62,7 @@ def apply() -> bool:
     itemsize.apply()
     streamrecords.apply()  # after serializer: it replaces that part's registration for DynamoDB Streams
     pages.apply()
+    requestid.apply()
     collector.apply()
     _applied = True
     return True

@@ -10,7 +10,9 @@ and while a base-table Query runs, ``all_items`` returns just the queried partit
 range-key order; while an index Query runs, ``all_items`` returns the items unsorted, already narrowed to the queried string index key.
 
 A whole-table order is kept (per table, weakly) with the identities of the items it was computed from, and reused
-while the table holds exactly those item objects in the same dict order: a Scan's pages and segments then sort once.
+while the table holds exactly those item objects in the same dict order: a Scan's pages and segments then sort once
+(the segments of a parallel Scan ask at the same moment on concurrent server threads: one sorts while the others
+wait for its order, where each used to sort the table for itself).
 
 Why it is equivalent: ``DynamoType`` compares by ``cast_value`` (``==`` also requires the same type tag), so when
 every value at a key position has the same type tag the native keys compare exactly as the ``DynamoType`` keys do,
@@ -53,6 +55,8 @@ _INDEX = object()
 
 #: Per table: the identities of the stored items (in dict order) and the order sorted from them.
 _table_orders: weakref.WeakKeyDictionary[Any, tuple[list[int], list[Any]]] = weakref.WeakKeyDictionary()
+#: Held while a whole-table order is computed: requests run on concurrent server threads.
+_sorting = threading.Lock()
 
 
 def _native(value: Any) -> Any:
@@ -149,10 +153,15 @@ def _whole_table_order(table: Any) -> list[Any]:
     kept = _table_orders.get(table)
     if kept is not None and kept[0] == identities:
         return list(kept[1])
-    ordered = native_order(items, _table_key)
-    if ordered is None:
-        return _original_all_items(table)
-    _table_orders[table] = (identities, ordered)
+    with _sorting:
+        # A parallel Scan's segments ask at once for their first pages: one sorts, the others reuse its order.
+        kept = _table_orders.get(table)
+        if kept is not None and kept[0] == identities:
+            return list(kept[1])
+        ordered = native_order(items, _table_key)
+        if ordered is None:
+            return _original_all_items(table)
+        _table_orders[table] = (identities, ordered)
     return list(ordered)
 
 
