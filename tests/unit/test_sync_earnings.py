@@ -150,3 +150,28 @@ def test_dead_letters_that_no_durable_place_took_fail_the_run() -> None:
     store.fail_upsert["earningsCalendar"] = DeadLettersLost("earningsCalendar: 4 dead letters could not be sent")
     with pytest.raises(DeadLettersLost):
         run(store, CALENDAR)
+
+
+def test_a_report_moved_earlier_than_its_old_date_beyond_every_row_is_replaced() -> None:
+    store = InMemoryStore()
+    run(store, [payloads.calendar_row("IBM", "2027-01-20", "2026-12-31")])
+    # The next calendar lists IBM earlier; its old date lies after every row's date but within the horizon.
+    report = run(store, [payloads.calendar_row("IBM", "2026-11-25", "2026-12-31")], datetime(2026, 11, 3, tzinfo=UTC))
+    assert (report.rescheduled, report.stale_removed) == (1, 1)
+    assert [i["earnings_date"] for i in store.by("earningsCalendar", asset_symbol="IBM")] == ["2026-11-25"]
+
+
+def test_rows_outside_the_horizons_read_are_compared_with_what_is_stored() -> None:
+    store = InMemoryStore()
+    rows = [
+        payloads.calendar_row("OLD", "2026-08-01", "2026-06-30"),  # before the lookback
+        payloads.calendar_row("FAR", "2027-06-01", "2027-03-31"),  # past the 3-month horizon
+        *CALENDAR,
+    ]
+    run(store, rows)
+    report = run(store, rows, datetime(2026, 11, 3, tzinfo=UTC))
+    assert (report.written, report.unchanged) == (0, 6)
+    moved = [payloads.calendar_row("FAR", "2027-06-08", "2027-03-31"), *rows[:1], *CALENDAR]
+    report = run(store, moved, datetime(2026, 11, 4, tzinfo=UTC))
+    assert (report.written, report.unchanged, report.stale_removed) == (1, 5, 1)
+    assert [i["earnings_date"] for i in store.by("earningsCalendar", asset_symbol="FAR")] == ["2027-06-08"]

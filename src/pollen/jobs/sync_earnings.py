@@ -9,9 +9,11 @@ the new item is written. Items whose date has passed and that no row mentions ar
 The pollenation's marker (``pollenatedAt``) on a stored item is carried over when the row is synced again, so a
 re-sync does not count a marked item as changed.
 
-What it reads: the calendar's window (from the earliest of the rows' dates and :data:`LOOKBACK_DAYS` ago, to the
-latest row's date) once, through the month-bucket GSI, projected onto :data:`STORED_ATTRIBUTES` (keys, fiscal
-period, bookkeeping and the store's content hash). Every row's key lies in that window, so the read is also the
+What it reads: the calendar's window once, through the month-bucket GSI, projected onto
+:data:`STORED_ATTRIBUTES` (keys, fiscal period, bookkeeping and the store's content hash). The window runs from the
+earliest of the rows' dates and :data:`LOOKBACK_DAYS` ago to the latest row's date or the horizon's end
+(:data:`HORIZON_DAYS` after the earliest row), whichever is later: the horizon's end also finds a report moved to an
+earlier date whose old date lies after every row's. Every row's key lies in that window, so the read is also the
 stored versions the upsert compares with (``upsert(stored=...)``): nothing is read again by key. A stored item
 missing from the index (no ``earnings_month``) is taken as new and rewritten, which also repairs it.
 """
@@ -42,6 +44,8 @@ Horizon = Literal["3month", "6month", "12month"]
 HORIZONS: tuple[Horizon, ...] = ("3month", "6month", "12month")
 #: How far back stored items are compared with the calendar (a report moved after its old date had passed).
 LOOKBACK_DAYS = 45
+#: The most days a horizon's months span: the calendar lists reports from its first date to this far ahead.
+HORIZON_DAYS: dict[Horizon, int] = {"3month": 92, "6month": 184, "12month": 366}
 WRITE_CHUNK = 500
 #: What the sync reads of a stored calendar item.
 STORED_ATTRIBUTES = tuple(
@@ -137,9 +141,11 @@ class SyncEarningsCalendar:
             return
         dates = [date.fromisoformat(i["earnings_date"]) for i in rows.values()]
         window_start = min(min(dates), today - timedelta(days=LOOKBACK_DAYS))
+        window_end = max(max(dates), min(dates) + timedelta(days=HORIZON_DAYS[horizon]))
+        stored = earnings_between(self.store, window_start, window_end, attributes=STORED_ATTRIBUTES)
         stored_by_period: dict[tuple[str, str], list[Item]] = {}
         stored_by_key: dict[tuple[str, str], Item] = {}
-        for item in earnings_between(self.store, window_start, max(dates), attributes=STORED_ATTRIBUTES):
+        for item in stored:
             period = (str(item.get("asset_symbol")), str(item.get("fiscal_date_ending")))
             stored_by_period.setdefault(period, []).append(item)
             stored_by_key[(str(item["asset_symbol"]), str(item["earnings_date"]))] = item
