@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Context, Decimal
 
@@ -257,6 +258,42 @@ def test_bad_assets_raise_invalid_record_naming_the_field(overrides: dict[str, o
 def test_asset_that_is_not_an_object_is_invalid() -> None:
     with pytest.raises(InvalidRecord, match="expected an object"):
         parse_asset(["IBM"])
+
+
+def test_an_invalid_asset_is_named_by_its_symbol_or_else_its_id() -> None:
+    with pytest.raises(InvalidRecord, match=r"^asset IBM: exchange"):
+        parse_asset(payloads.alpaca_asset("IBM", exchange=""))
+    unnamed = {**payloads.alpaca_asset("IBM", exchange=""), "symbol": 7}
+    with pytest.raises(InvalidRecord, match=rf"^asset {unnamed['id']}: "):
+        parse_asset(unnamed)
+
+
+_UUID_TEXT = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.uuids().map(lambda u: u.hex),
+    st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.uuids().map(lambda u: "urn:uuid:" + str(u)),
+    st.uuids().map(lambda u: str(u)[:-1] + "g"),
+    st.uuids().map(lambda u: str(u) + "0"),
+    st.text(alphabet="0123456789abcdefABCDEF-{}:nru", max_size=45),
+    st.text(max_size=40),
+)
+
+
+@given(_UUID_TEXT)
+def test_an_asset_id_is_accepted_exactly_when_it_is_a_uuid(text: str) -> None:
+    try:
+        uuid.UUID(text)
+        is_uuid = True
+    except ValueError:
+        is_uuid = False
+    raw = payloads.alpaca_asset("IBM", id=text)
+    if is_uuid:
+        assert parse_asset(raw).id == text
+    else:
+        with pytest.raises(InvalidRecord, match="is not a UUID"):
+            parse_asset(raw)
 
 
 # --- calendar ----------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ dict is validated here and unknown ``class``/``exchange`` values are kept as str
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from pollen.domain.fields import Code, OptShortText, OptText, Symbol
-from pollen.domain.records import checked, label_of, validate
+from pollen.domain.records import checked, validate
 from pollen.domain.values import is_missing, parse_decimal, parse_text
 
 #: Attributes an ``assets`` item must hold (the consistency check looks for them).
@@ -44,9 +45,15 @@ _NUMBER_FIELDS = (
 _FLAG_FIELDS = ("tradable", "marginable", "shortable", "easy_to_borrow", "fractionable")
 
 
+#: A UUID as Alpaca writes it (every form it takes is accepted: this is the fast path of the check).
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def _uuid(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("id must be text")
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         uuid.UUID(value)
     except ValueError as exc:
@@ -150,7 +157,7 @@ def _extra_value(symbol: str, name: str, value: Any) -> Any:
 
 def parse_asset(raw: Any) -> AlpacaAsset:
     """Validate one raw Alpaca asset; raises InvalidRecord with the symbol and the first problem."""
-    return validate(AlpacaAsset, raw, kind="asset", label=label_of(raw, "symbol", "id"))
+    return validate(AlpacaAsset, raw, kind="asset", label_names=("symbol", "id"))
 
 
 def listing_rank(asset: AlpacaAsset) -> tuple[bool, bool, str, str]:

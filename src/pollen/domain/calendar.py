@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from pollen.domain.fields import Date, OptDecimal, OptShortText, Symbol
-from pollen.domain.records import label_of, validate
+from pollen.domain.records import validate
 from pollen.domain.values import month_of
 
 #: The marker the pollenation leaves on calendar entries it has acted on (bookkeeping, not calendar content).
@@ -55,7 +55,7 @@ def parse_calendar_row(raw: Any) -> CalendarRow:
     if isinstance(row, dict):
         row.pop(None, None)  # csv.DictReader puts surplus columns under None
         row = {k: v for k, v in row.items() if v is not None}
-    return validate(CalendarRow, row, kind="calendar row", label=label_of(raw, "symbol"))
+    return validate(CalendarRow, row, kind="calendar row", label_names=("symbol",))
 
 
 def calendar_item(row: CalendarRow, *, last_sync: str) -> dict[str, Any]:

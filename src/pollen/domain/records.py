@@ -30,13 +30,15 @@ def label_of(raw: Any, *names: str) -> str:
     return "?"
 
 
-def validate(model: type[M], raw: Any, *, kind: str, label: str) -> M:
-    """``model.model_validate(raw)``, raising InvalidRecord("<kind> <label>: <field>: <problem>")."""
-    if not isinstance(raw, Mapping):
-        raise InvalidRecord(f"{kind} {label}: expected an object, got {type(raw).__name__}")
+def validate(model: type[M], raw: Any, *, kind: str, label_names: tuple[str, ...]) -> M:
+    """``model.model_validate(raw)``, raising InvalidRecord("<kind> <label>: <field>: <problem>"), the label from
+    the first of ``label_names`` that names the record sanely (:func:`label_of`, worked out only for an error)."""
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise InvalidRecord(f"{kind} {label_of(raw, *label_names)}: expected an object, got {type(raw).__name__}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
+        label = label_of(raw, *label_names)
         raise InvalidRecord(f"{kind} {label}: {describe(exc)}", code="InvalidRecord") from None
 
 
