@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from pollen.local.simulator import Simulator, SimulatorProcess
+from pollen.local.simulator.market import Market
 from tests.conftest import embedded_stack
 
 pytestmark = pytest.mark.integration
@@ -47,6 +49,24 @@ def test_same_seed_and_day_give_byte_identical_responses() -> None:
         c = fetch_all(second)
         assert c["assets-active"] != a["assets-active"] or c["calendar"] != a["calendar"]
         assert c["OVERVIEW"] != a["OVERVIEW"], "price-based OVERVIEW fields change every day"
+
+
+def test_a_days_calendar_is_generated_once_and_served_alike_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    generated: list[str] = []
+    original = Market.calendar_rows
+
+    def counted(self: Market, horizon: str) -> Iterator[tuple[str, ...]]:
+        generated.append(horizon)
+        return original(self, horizon)
+
+    monkeypatch.setattr(Market, "calendar_rows", counted)
+    with Simulator(asset_count=1200, seed=11, day=3) as sim:
+        first, again = fetch_all(sim)["calendar"], fetch_all(sim)["calendar"]
+        assert first == again and first.count(b"\r\n") > 100
+        assert generated == ["12month"]
+        sim.configure(day=4)
+        assert fetch_all(sim)["calendar"] != first
+        assert generated == ["12month", "12month"]
 
 
 def test_admin_endpoint_changes_knobs_at_runtime() -> None:

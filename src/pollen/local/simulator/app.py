@@ -197,6 +197,10 @@ class Simulation:
                 parts.append(f"{json.dumps(symbol)}:{text}")
         return ("{" + ",".join(parts) + "}").encode()
 
+    def cached_body(self, key: tuple[Any, ...]) -> bytes | None:
+        with self._lock:
+            return self._body_cache.get(key)
+
     def cached(self, key: tuple[Any, ...], build: Any) -> bytes:
         with self._lock:
             body = self._body_cache.get(key)
@@ -377,7 +381,14 @@ class SimulatorApp:
         columns = CALENDAR_COLUMNS[:-1] if self.sim.config.legacy_calendar else CALENDAR_COLUMNS
         market = self.sim.market
 
+        key = ("calendar", market.seed, market.asset_count, market.day, horizon, len(columns), only)
+        body = self.sim.cached_body(key)
+        if body is not None:
+            return Response(body, content_type="application/x-download")
+
         def rows() -> Iterator[bytes]:
+            # The first request of a market day streams the rows as they are generated and keeps the whole body.
+            chunks = []
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\r\n")
             writer.writerow(columns)
@@ -386,10 +397,13 @@ class SimulatorApp:
                     continue
                 writer.writerow(row[: len(columns)])
                 if buffer.tell() >= CHUNK_BYTES:
-                    yield buffer.getvalue().encode()
+                    chunks.append(buffer.getvalue().encode())
+                    yield chunks[-1]
                     buffer.seek(0)
                     buffer.truncate()
-            yield buffer.getvalue().encode()
+            chunks.append(buffer.getvalue().encode())
+            yield chunks[-1]
+            self.sim.cached(key, lambda: b"".join(chunks))
 
         return Response(rows(), content_type="application/x-download", direct_passthrough=True)
 
