@@ -339,21 +339,22 @@ def key_signature(item: Mapping[str, Mapping[str, Any]], key_names: Iterable[str
 
 def encode_key(item: Mapping[str, Any], key_schema: Sequence[tuple[str, str]]) -> tuple[WireItem, tuple[str, ...]]:
     """The key attributes of a plain item, encoded and checked as :func:`check_key` checks them, with their
-    :func:`key_signature`. When every key is a string of a string attribute (the usual case) this takes a direct
-    path with the same checks, in the same order, and the same messages."""
-    values: list[Any] = [item.get(name) for name, _ in key_schema]
-    if all(kind == "S" and type(value) is str for (_, kind), value in zip(key_schema, values, strict=True)):
-        wire: WireItem = {}
-        parts: list[str] = []
-        for position, ((name, _), value) in enumerate(zip(key_schema, values, strict=True)):
-            size = len(value) if value.isascii() else len(value.encode("utf-8"))
-            if not size:
-                raise CodecError(f"key attribute {name!r} is empty")
-            limit = MAX_PARTITION_KEY_BYTES if position == 0 else MAX_SORT_KEY_BYTES
-            if size > limit:
-                raise CodecError(f"key attribute {name!r} is {size} bytes (limit {limit})")
-            wire[name] = {"S": value}
-            parts.append("S:" + value)
+    :func:`key_signature`. Valid string keys of string attributes (the usual case) take a direct path; anything
+    else goes through :func:`encode_item` and :func:`check_key`."""
+    wire: WireItem = {}
+    parts: list[str] = []
+    limit = MAX_PARTITION_KEY_BYTES
+    for name, kind in key_schema:
+        value = item.get(name)
+        if kind != "S" or type(value) is not str:
+            break
+        size = len(value) if value.isascii() else len(value.encode("utf-8"))
+        if not 0 < size <= limit:
+            break  # the general path below refuses it with check_key's message
+        wire[name] = {"S": value}
+        parts.append("S:" + value)
+        limit = MAX_SORT_KEY_BYTES
+    else:
         return wire, tuple(parts)
     names = [name for name, _ in key_schema]
     wire = encode_item({name: item[name] for name in names if name in item})
