@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pollen.adapters.deadletters import JsonlDeadLetters
+from pollen.adapters.dynamodb import upsert as upsert_module
 from pollen.adapters.dynamodb.store import DynamoStore
 from pollen.jobs.scheduler import Scheduler
 from pollen.jobs.sync_assets import SyncAssets
@@ -152,6 +153,45 @@ def test_the_upsert_compares_with_the_versions_it_is_handed(proxy: Any, tables: 
         report = store.upsert("earnings", changed, stored=stored[:9])
     assert (report.written, report.unchanged) == (2, 8)
     assert not [operation for operation, _ in calls if operation in ("batch_get_item", "scan", "describe_table")]
+
+
+def test_items_the_handed_versions_show_unchanged_are_not_encoded(
+    proxy: Any, tables: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the stored versions known, an unchanged item is recognised by the hash of its plain content: only the
+    items that are written go through the full encoding."""
+    items = [statement(i) for i in range(10)]
+    store, _ = recording_store(proxy.endpoint, tables, tmp_path)
+    encoded: list[str] = []
+    full_encoding = upsert_module.complete
+
+    def recording_complete(record: Any, bookkeeping: frozenset[str]) -> None:
+        encoded.append(str(record.plain["symbol"]))
+        full_encoding(record, bookkeeping)
+
+    with store:
+        store.upsert("earnings", items)
+        stored = list(store.scan("earnings", attributes=["symbol", "fiscalPeriod", *VERSION_ATTRIBUTES]))
+        monkeypatch.setattr(upsert_module, "complete", recording_complete)
+        changed = [statement(0, value=99), *[statement(i, sync="2026-02-01T00:00:00Z") for i in range(1, 10)]]
+        report = store.upsert("earnings", changed, stored=stored)
+        reread = {str(i["symbol"]): i for i in store.scan("earnings")}
+    assert (report.written, report.unchanged) == (1, 9)
+    assert encoded == ["S00000"]
+    assert reread["S00000"]["reportedEPS"] == 99
+    assert reread["S00001"]["lastSyncDate"] == "2026-01-01T00:00:00Z"  # unchanged: not rewritten
+
+
+def test_an_item_carrying_the_reserved_hash_attribute_is_refused_even_when_its_content_is_unchanged(
+    proxy: Any, tables: str, tmp_path: Path
+) -> None:
+    store, _ = recording_store(proxy.endpoint, tables, tmp_path)
+    with store:
+        store.upsert("earnings", [statement(1)])
+        stored = list(store.scan("earnings", attributes=["symbol", "fiscalPeriod", *VERSION_ATTRIBUTES]))
+        report = store.upsert("earnings", [{**statement(1), "contentHash": "mine"}], stored=stored)
+    assert (report.written, report.unchanged, report.invalid) == (0, 0, 1)
+    assert "reserved" in report.failures[0].reason
 
 
 def test_a_calendar_resync_compares_with_its_window_read_and_a_reschedule_still_replaces(

@@ -267,6 +267,36 @@ def test_add_content_hash_gives_the_content_hash_and_the_items_wire_json(item: d
     assert json.loads(text) == as_wire
 
 
+_stored_values = st.one_of(
+    json_values,
+    st.binary(max_size=6),
+    st.frozensets(st.text(max_size=4), max_size=3),
+    st.sets(_numbers(), max_size=3),
+    st.lists(st.text(max_size=6), max_size=4),
+)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), _stored_values, max_size=8))
+@settings(max_examples=examples(300, nightly=5_000), deadline=None)
+def test_the_plain_content_hash_is_the_hash_the_full_encoding_stores(item: dict[str, Any]) -> None:
+    item = {**item, "lastSyncDate": "2026-01-01T00:00:00Z"}
+    ignore = frozenset({"lastSyncDate", "contentHash"})
+    try:
+        wire = codec.encode_item(item)
+    except CodecError:
+        return  # a set the codec refuses; the upsert's full encoding reports it
+    digest, _ = codec.add_content_hash(wire, ignore, "contentHash")
+    assert codec.plain_content_hash(item, ignore) == digest
+
+
+def test_the_plain_content_hash_leaves_names_the_codec_refuses_to_the_full_encoding() -> None:
+    ignore = frozenset({"contentHash"})
+    assert codec.plain_content_hash({"": "x", "a": 1}, ignore) is None
+    assert codec.plain_content_hash({1: "x"}, ignore) is None
+    assert codec.plain_content_hash({"a": float("nan")}, ignore) is None
+    assert codec.plain_content_hash({"a": object()}, ignore) is None
+
+
 def test_content_hash_definition_is_stable() -> None:
     """Hashes are stored in tables: a change of definition would make every stored item look changed."""
     item = codec.encode_item(

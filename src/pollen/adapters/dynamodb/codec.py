@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Context, Decimal
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from pollen.errors import InvalidRecord
@@ -415,6 +416,46 @@ def add_content_hash(item: WireItem, ignore: frozenset[str], attribute: str) -> 
     item[attribute] = bookkeeping[attribute] = {"S": digest}
     tail = _HASH_JSON.encode(bookkeeping)
     return digest, (text[:-1] + "," + tail[1:]) if content else tail
+
+
+#: JSON text of a string exactly as ``_HASH_JSON`` writes it (ASCII, escaped).
+_json_string = encode_basestring_ascii
+_TRUE_TEXT, _FALSE_TEXT = ':{"BOOL":true}', ':{"BOOL":false}'
+
+
+def plain_content_hash(item: Mapping[str, Any], ignore: frozenset[str]) -> str | None:
+    """The content hash :func:`add_content_hash` stores for ``encode_item(item)`` (without ``ignore``), computed from
+    the plain item without encoding it: an upsert recognises an unchanged item at a third of the cost. Strings,
+    booleans, numbers and lists of strings are written here; other values through the codec, so the text hashed is
+    exactly the one :func:`add_content_hash` hashes. None when the item cannot be encoded at all (the full encoding
+    then says why)."""
+    parts: list[str] = []
+    append = parts.append
+    try:
+        for name in sorted(item):
+            if name in ignore:
+                continue
+            if type(name) is not str or not name:
+                return None
+            value = item[name]
+            kind = type(value)
+            if kind is str:
+                append(f'{_json_string(name)}:{{"S":{_json_string(value)}}}')
+            elif kind is bool:
+                append(_json_string(name) + (_TRUE_TEXT if value else _FALSE_TEXT))
+            elif kind is Decimal or kind is int:
+                text = ((kind is Decimal and _plain_number(value)) or _number(value))[0]
+                append(f'{_json_string(name)}:{{"N":"{text}"}}')
+            elif kind is list and all(type(entry) is str for entry in value):
+                texts = ",".join(['{"S":' + _json_string(entry) + "}" for entry in value])
+                append(f'{_json_string(name)}:{{"L":[{texts}]}}')
+            else:
+                av = encode_value(value)
+                if av is not _DROP:
+                    append(_json_string(name) + ":" + _HASH_JSON.encode(av))
+    except (CodecError, TypeError, ValueError, RecursionError):
+        return None
+    return _digest("{" + ",".join(parts) + "}")
 
 
 # --- plain JSON (dead letters, export, load) ---------------------------------------------------------------------

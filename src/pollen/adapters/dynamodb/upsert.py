@@ -3,7 +3,9 @@
 In the calling thread every item gets its key checked and duplicates are resolved; the stored versions are read by
 one Scan when that is cheaper (:mod:`.versions`); then workers take chunks of ``WORK_UNIT`` items, encode and hash
 them, read the stored versions by key where no Scan did, skip what is unchanged or stale and hand the rest to the
-:mod:`.batch_writer`. Whatever stops the upsert, every item ends up written or settled (failed or invalid, in the
+:mod:`.batch_writer`. Where the stored versions are known before the workers start, an item whose plain content
+hashes to its stored hash is settled as unchanged before it is encoded (:func:`.codec.plain_content_hash`, about a
+third of the encoding's CPU). Whatever stops the upsert, every item ends up written or settled (failed or invalid, in the
 report and dead-lettered) exactly once."""
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pollen.adapters.dynamodb.batching import resolve_duplicates
 from pollen.adapters.dynamodb.dispatch import Dispatcher
 from pollen.adapters.dynamodb.records import Record, complete, prepare_key, put_write
 from pollen.adapters.dynamodb.reports import WriteReport, count_report
-from pollen.adapters.dynamodb.schema import TableCatalog, TableInfo
+from pollen.adapters.dynamodb.schema import HASH_ATTRIBUTE, TableCatalog, TableInfo
 from pollen.adapters.dynamodb.settlement import ChunkResult, send_dead_letters
 from pollen.adapters.dynamodb.versions import VersionReader, Versions, versions_of
 from pollen.deadline import Deadline
@@ -115,6 +117,8 @@ class UpsertPlanner:
         compare: bool,
         known: Versions | None,
     ) -> None:
+        if compare and known is not None:
+            records = self._skip_unchanged(result, records, known)
         records = self._complete_all(result, records)
         if deadline.expired():
             result.fail_records(records, "deadline reached before the item was sent", deadline=True)
@@ -126,6 +130,24 @@ class UpsertPlanner:
                 return
             to_write = _changed(result, records, stored)
         self.writer.send(info, [put_write(r) for r in to_write], deadline, result)
+
+    def _skip_unchanged(self, result: ChunkResult, records: Sequence[Record], known: Versions) -> list[Record]:
+        """The records not recognised as unchanged by their plain content hash (the stored versions being known
+        already, an unchanged record is settled without being encoded); the others are counted unchanged."""
+        rest: list[Record] = []
+        for record in records:
+            stored = known.get(record.signature)
+            if (
+                stored is not None
+                and stored[0] is not None
+                and HASH_ATTRIBUTE not in record.plain  # reserved: complete() refuses the record
+                and codec.plain_content_hash(record.plain, self.bookkeeping) == stored[0]
+            ):
+                result.report.unchanged += 1
+                result.done.add(record.signature)
+                continue
+            rest.append(record)
+        return rest
 
     def _complete_all(self, result: ChunkResult, records: Sequence[Record]) -> list[Record]:
         """The records encoded and hashed; those that cannot be are settled as invalid."""
