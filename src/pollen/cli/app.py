@@ -14,6 +14,7 @@ from pollen.cli.local import local
 from pollen.cli.pollenate import pollenate
 from pollen.cli.queries import assets, earnings
 from pollen.cli.status import status
+from pollen.process import tune_collector
 
 app = typer.Typer(
     name="pollen",
@@ -68,4 +69,5 @@ app.command("status")(status)
 
 
 def main() -> None:
+    tune_collector()
     app()

@@ -1,0 +1,47 @@
+"""The process settings the entry points apply: the cycle collector's thresholds."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from pollen.process import COLLECTOR_THRESHOLDS, tune_collector
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.usefixtures("thresholds")
+def test_the_collector_runs_less_often_but_never_more() -> None:
+    gc.set_threshold(700, 10, 100)
+    tune_collector()
+    assert gc.get_threshold() == (COLLECTOR_THRESHOLDS[0], COLLECTOR_THRESHOLDS[1], 100)
+
+
+@pytest.mark.usefixtures("thresholds")
+def test_a_collector_switched_off_stays_off() -> None:
+    gc.set_threshold(0)
+    tune_collector()
+    assert gc.get_threshold()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "import sys; sys.argv = ['pollen', '--help']\nfrom pollen.cli.app import main\ntry:\n    main()\nexcept SystemExit:\n    pass",
+        "import pollen.handlers.sync_assets",
+    ],
+    ids=["cli", "lambda"],
+)
+def test_the_entry_points_tune_the_collector(entry: str) -> None:
+    code = f"{entry}\nimport gc, sys\nsys.stderr.write(repr(gc.get_threshold()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stderr.strip().endswith(repr(COLLECTOR_THRESHOLDS))
