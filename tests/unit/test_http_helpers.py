@@ -2,11 +2,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import pytest
 
-from pollen.adapters.alphavantage import classify_message
-from pollen.adapters.http import RateLimiter, install_key_masking, mask_keys, retry_after_s
+from pollen.adapters.alpaca import AlpacaClient
+from pollen.adapters.alphavantage import AlphaVantageClient, classify_message
+from pollen.adapters.http import (
+    OnDemandHttp,
+    RateLimiter,
+    install_key_masking,
+    mask_keys,
+    retry_after_s,
+    tls_context,
+)
 from pollen.errors import AuthError, NotFound, PermanentError, QuotaExhausted, ThrottledError
 
 
@@ -108,3 +120,60 @@ def test_keys_in_urls_are_masked_in_httpx_logs(caplog: pytest.LogCaptureFixture)
         logging.getLogger("httpx").info('HTTP Request: %s %s "%s"', "GET", "http://x/query?apikey=abc123", "200 OK")
     assert "abc123" not in caplog.text
     assert "apikey=***" in caplog.text
+
+
+class CountingClient(httpx.Client):
+    made: list[CountingClient] = []
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.options = options
+        CountingClient.made.append(self)
+
+
+@pytest.fixture
+def counted_clients(monkeypatch: pytest.MonkeyPatch) -> list[CountingClient]:
+    CountingClient.made = []
+    monkeypatch.setattr(httpx, "Client", CountingClient)
+    return CountingClient.made
+
+
+def test_an_upstream_client_sets_up_http_only_when_first_used(counted_clients: list[CountingClient]) -> None:
+    alpaca = AlpacaClient("id", "secret")
+    alphavantage = AlphaVantageClient("key")
+    assert counted_clients == []  # `pollen sync assets` never calls Alpha Vantage: no client, no CA bundle loaded
+    first = alphavantage._http
+    assert alphavantage._http is first and counted_clients == [first]
+    alpaca._http.close()
+    alphavantage.close()
+    assert first.is_closed
+
+
+def test_the_upstream_clients_share_one_tls_context(counted_clients: list[CountingClient]) -> None:
+    tls_context.cache_clear()
+    AlpacaClient("id", "secret")._http.close()
+    AlphaVantageClient("key")._http.close()
+    assert [client.options["verify"] for client in counted_clients] == [tls_context(), tls_context()]
+
+
+def test_threads_that_first_use_a_client_together_get_the_same_one(counted_clients: list[CountingClient]) -> None:
+    on_demand = OnDemandHttp(None, timeout_s=5.0)
+    start = threading.Barrier(8)
+
+    def first_use() -> httpx.Client:
+        start.wait()
+        return on_demand.get()
+
+    with ThreadPoolExecutor(8) as pool:
+        clients = {id(c) for c in pool.map(lambda _: first_use(), range(8))}
+    on_demand.close()
+    assert len(clients) == 1 and len(counted_clients) == 1
+
+
+def test_a_client_handed_in_is_used_and_left_open() -> None:
+    given = httpx.Client()
+    on_demand = OnDemandHttp(given, timeout_s=5.0)
+    assert on_demand.get() is given
+    on_demand.close()
+    assert not given.is_closed
+    given.close()

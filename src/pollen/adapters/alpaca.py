@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from pollen.adapters.http import error_for_status
+from pollen.adapters.http import OnDemandHttp, error_for_status
 from pollen.backoff import HTTP_BACKOFF, Backoff
 from pollen.errors import (
     AuthError,
@@ -123,12 +123,14 @@ class AlpacaClient:
         self._pause = _ThrottlePause(clock, sleep or time.sleep)
         self.timeout_s = timeout_s
         self._trading = trading
-        self._owns_http = http is None
-        self._http = http or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0))
+        self._on_demand = OnDemandHttp(http, timeout_s=timeout_s)
+
+    @property
+    def _http(self) -> httpx.Client:
+        return self._on_demand.get()
 
     def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
+        self._on_demand.close()
 
     def _credentials(self) -> tuple[str, str]:
         key_id = self._key_id.get_secret_value() if self._key_id else ""

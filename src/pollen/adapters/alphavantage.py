@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from pollen.adapters.http import RateLimiter, error_for_status, install_key_masking, mask_keys
+from pollen.adapters.http import OnDemandHttp, RateLimiter, error_for_status, install_key_masking, mask_keys
 from pollen.backoff import HTTP_BACKOFF, Backoff, floor_of
 from pollen.errors import (
     AuthError,
@@ -94,14 +94,16 @@ class AlphaVantageClient:
         self.metrics = metrics or MetricsRecorder()
         backoff = backoff or HTTP_BACKOFF
         self.backoff = backoff if sleep is None else backoff.waiting_with(sleep)
-        self._owns_http = http is None
-        self._http = http or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0))
+        self._on_demand = OnDemandHttp(http, timeout_s=timeout_s)
         self._quota_gone: QuotaExhausted | None = None
         install_key_masking()
 
+    @property
+    def _http(self) -> httpx.Client:
+        return self._on_demand.get()
+
     def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
+        self._on_demand.close()
 
     # ---- the port ---------------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING
 
 from pollen.errors import (
     AuthError,
@@ -19,6 +21,11 @@ from pollen.errors import (
     ThrottledError,
     TransientError,
 )
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,44 @@ def install_key_masking() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _MaskKeysFilter) for f in logger.filters):
             logger.addFilter(_MaskKeysFilter())
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings every upstream client shares, made once per process: httpx's default (the CA bundle of
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's). Loading a CA bundle takes about 45 ms; each
+    ``httpx.Client`` made with its default loads its own."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
+class OnDemandHttp:
+    """An ``httpx.Client`` made on first use, with the shared :func:`tls_context`: a command that never calls an
+    API (``pollen sync assets`` never calls Alpha Vantage) never sets up its client. Thread-safe; a client handed
+    in is used as it is and left open by :meth:`close`."""
+
+    def __init__(self, client: httpx.Client | None, *, timeout_s: float) -> None:
+        self._client = client
+        self._owned = client is None
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+
+    def get(self) -> httpx.Client:
+        client = self._client
+        if client is None:
+            import httpx
+
+            with self._lock:
+                if self._client is None:
+                    timeout = httpx.Timeout(self._timeout_s, connect=5.0)
+                    self._client = httpx.Client(timeout=timeout, verify=tls_context())
+                client = self._client
+        return client
+
+    def close(self) -> None:
+        if self._owned and self._client is not None:
+            self._client.close()
 
 
 class RateLimiter:
