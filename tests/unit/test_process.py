@@ -34,14 +34,9 @@ def test_a_collector_switched_off_stays_off() -> None:
 
 
 @pytest.mark.parametrize(
-    "entry",
-    [
-        "import sys; sys.argv = ['pollen', '--help']\nfrom pollen.cli.app import main\ntry:\n    main()\nexcept SystemExit:\n    pass",
-        "import pollen.handlers.sync_assets",
-    ],
-    ids=["cli", "lambda"],
+    ("package", "heavy_import"), [("pollen.cli", "typer"), ("pollen.handlers", "pollen.wiring")], ids=["cli", "lambda"]
 )
-def test_the_entry_points_tune_the_collector(entry: str) -> None:
-    code = f"{entry}\nimport gc, sys\nsys.stderr.write(repr(gc.get_threshold()))"
+def test_the_entry_points_tune_the_collector_before_their_imports(package: str, heavy_import: str) -> None:
+    code = f"import gc, sys, {package}\nsys.stderr.write(repr((gc.get_threshold(), {heavy_import!r} in sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert done.stderr.strip().endswith(repr(COLLECTOR_THRESHOLDS))
+    assert done.stderr.strip().endswith(repr((COLLECTOR_THRESHOLDS, False)))

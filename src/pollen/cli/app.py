@@ -14,7 +14,6 @@ from pollen.cli.local import local
 from pollen.cli.pollenate import pollenate
 from pollen.cli.queries import assets, earnings
 from pollen.cli.status import status
-from pollen.process import tune_collector
 
 app = typer.Typer(
     name="pollen",
@@ -69,5 +68,4 @@ app.command("status")(status)
 
 
 def main() -> None:
-    tune_collector()
     app()

@@ -21,12 +21,9 @@ from pollen.deadline import Deadline
 from pollen.errors import AuthError, ConfigError, PollenError
 from pollen.observability import MetricsRecorder, StdoutSink, configure_logging
 from pollen.ports import AssetSource, FundamentalsSource, ItemStore
-from pollen.process import tune_collector
 from pollen.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-
-tune_collector()  # once per container, at its cold start
 
 #: Seconds kept back from Lambda's remaining time to finish, report and flush metrics.
 DEADLINE_MARGIN_S = 15.0
