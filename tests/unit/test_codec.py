@@ -61,6 +61,12 @@ def test_round_trip_of_arbitrary_json_values(value: Any) -> None:
     assert decoded == _expected(value)
 
 
+@given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=8))
+@settings(max_examples=examples(100, nightly=2_000), deadline=None)
+def test_round_trip_of_arbitrary_items(item: dict[str, Any]) -> None:
+    assert codec.decode_item(codec.encode_item(item)) == _expected(item)
+
+
 @given(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=6))
 @settings(max_examples=examples(100, nightly=2_000), deadline=None)
 def test_plain_json_round_trip_keeps_numbers_exact(item: dict[str, Any]) -> None:
