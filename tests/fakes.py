@@ -253,6 +253,21 @@ class InMemoryStore:
                 found[self._key(definition, item)] = (_text(item.get(CONTENT_HASH)), _text(item.get(SYNC_ATTRIBUTE)))
         return found
 
+    def changed(self, table: str, items: Sequence[Item], stored: Iterable[Item]) -> list[Item]:
+        """The real store's rule: an item whose content hashes to its version in ``stored`` is left out."""
+        definition = TABLES[table]
+        known = self._versions(table, stored)
+        rest: list[Item] = []
+        for item in items:
+            if not isinstance(item, Mapping) or not all(n in item for n in definition.key_names):
+                rest.append(item)
+                continue
+            version = known.get(self._key(definition, item))
+            digest = None if CONTENT_HASH in item else self._digest(item)
+            if version is None or version[0] is None or digest != version[0]:
+                rest.append(item)
+        return rest
+
     def upsert(
         self,
         table: str,

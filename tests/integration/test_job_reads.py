@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,31 @@ def test_items_the_handed_versions_show_unchanged_are_not_encoded(
     assert encoded == ["S00000"]
     assert reread["S00000"]["reportedEPS"] == 99
     assert reread["S00001"]["lastSyncDate"] == "2026-01-01T00:00:00Z"  # unchanged: not rewritten
+
+
+def test_changed_leaves_out_exactly_what_the_upsert_counts_unchanged_and_reads_nothing(
+    proxy: Any, tables: str, tmp_path: Path
+) -> None:
+    items = [statement(i) for i in range(8)]
+    store, calls = recording_store(proxy.endpoint, tables, tmp_path)
+    with store:
+        store.upsert("earnings", items)
+        stored = list(store.scan("earnings", attributes=["symbol", "fiscalPeriod", *VERSION_ATTRIBUTES]))
+        incoming = [
+            statement(0, sync="2026-03-01T00:00:00Z"),  # only its bookkeeping differs: unchanged
+            statement(1, value=Decimal("0.5")),  # new content
+            statement(99),  # not stored
+            {**statement(2), "contentHash": "mine"},  # reserved attribute: the upsert refuses it
+            {**statement(3), "fiscalPeriod": ""},  # no valid key: the upsert refuses it
+            *items[4:],
+        ]
+        calls.clear()
+        changed = store.changed("earnings", incoming, stored)
+        assert calls == []
+        report = store.upsert("earnings", incoming, stored=stored)
+    assert changed == incoming[1:5]
+    assert report.unchanged == len(incoming) - len(changed)
+    assert (report.written, report.invalid) == (2, 2)
 
 
 def test_an_item_carrying_the_reserved_hash_attribute_is_refused_even_when_its_content_is_unchanged(

@@ -58,3 +58,19 @@ def test_move_sort_key_is_atomic_and_leases_exclude_each_other() -> None:
         pass
     with store.lease("job", 10):
         pass
+
+
+def test_changed_leaves_out_what_the_upsert_would_count_unchanged() -> None:
+    store = InMemoryStore()
+    store.upsert("assets", [asset("A", 1), asset("B", 2), asset("C", 3)])
+    stored = list(store.scan("assets", attributes=["symbol", "lastPollenationDate", "contentHash", "lastSyncDate"]))
+    incoming = [
+        asset("A", 1, sync="2026-11-03T00:00:00Z"),
+        asset("B", 5),
+        asset("D", 4),
+        asset("C", 3, contentHash="x"),
+    ]
+    changed = store.changed("assets", incoming, stored)
+    assert [i["symbol"] for i in changed] == ["B", "D", "C"]
+    report = store.upsert("assets", incoming, stored=stored)
+    assert report.unchanged == len(incoming) - len(changed)

@@ -58,6 +58,30 @@ def test_second_sync_of_the_same_day_writes_nothing_and_keeps_last_sync_date() -
     assert {i["lastSyncDate"] for i in store.items("assets")} == {"2026-11-02T14:00:00Z"}
 
 
+class UpsertCountingStore(InMemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.upserted: list[int] = []
+
+    def upsert(self, table, items, *, deadline=None, stored=None):  # type: ignore[no-untyped-def]
+        items = list(items)
+        self.upserted.append(len(items))
+        return super().upsert(table, items, deadline=deadline, stored=stored)
+
+
+def test_only_the_listings_that_changed_are_handed_to_the_upsert() -> None:
+    store, source = UpsertCountingStore(), market()
+    sync(store, source)
+    store.upserted.clear()
+    assert sync(store, source, DAY2).unchanged == 31
+    assert store.upserted == []  # a same-day re-sync hands nothing to the upsert
+    renamed = {**source.assets[3], "name": "Renamed Corp"}
+    changed = FakeAssetSource([*source.assets[:3], renamed, *source.assets[4:]], source.volumes)
+    report = sync(store, changed, DAY2)
+    assert (report.written, report.unchanged) == (1, 30)
+    assert store.upserted == [1]
+
+
 def test_next_day_writes_only_deltas_keeps_sort_keys_and_deactivates_vanished_assets() -> None:
     store, source = InMemoryStore(), market()
     sync(store, source)

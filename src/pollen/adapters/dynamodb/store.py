@@ -169,6 +169,12 @@ class DynamoStore:
         read again, and a key absent from it is taken as new."""
         return self.upserter.upsert(table, items, deadline=deadline, compare=compare, progress=progress, stored=stored)
 
+    def changed(self, table: str, items: Sequence[Item], stored: Iterable[Item]) -> list[Item]:
+        """The items an ``upsert(table, items, stored=stored)`` would not count unchanged, in order: an item whose
+        plain content hashes to its stored ``contentHash`` is left out (nothing encoded, read or written; in the
+        calling thread). A caller that writes only these skips the upsert's per-item bookkeeping for the rest."""
+        return self.upserter.changed(table, items, stored)
+
     def delete(self, table: str, keys: Iterable[Key], *, deadline: Deadline | None = None) -> WriteReport:
         """Delete items by key (a missing item is not an error); duplicate keys are sent once."""
         return self.deleter.delete(table, keys, deadline=deadline)

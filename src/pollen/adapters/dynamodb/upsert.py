@@ -21,7 +21,7 @@ from pollen.adapters.dynamodb import codec
 from pollen.adapters.dynamodb.batch_writer import BatchWriter
 from pollen.adapters.dynamodb.batching import resolve_duplicates
 from pollen.adapters.dynamodb.dispatch import Dispatcher
-from pollen.adapters.dynamodb.records import Record, complete, prepare_key, put_write
+from pollen.adapters.dynamodb.records import Record, complete, guarded_encoding, prepare_key, put_write
 from pollen.adapters.dynamodb.reports import WriteReport, count_report
 from pollen.adapters.dynamodb.schema import HASH_ATTRIBUTE, TableCatalog, TableInfo
 from pollen.adapters.dynamodb.settlement import ChunkResult, send_dead_letters
@@ -136,17 +136,26 @@ class UpsertPlanner:
         already, an unchanged record is settled without being encoded); the others are counted unchanged."""
         rest: list[Record] = []
         for record in records:
-            stored = known.get(record.signature)
-            if (
-                stored is not None
-                and stored[0] is not None
-                and HASH_ATTRIBUTE not in record.plain  # reserved: complete() refuses the record
-                and codec.plain_content_hash(record.plain, self.bookkeeping) == stored[0]
-            ):
+            if _known_unchanged(record.plain, record.signature, known, self.bookkeeping):
                 result.report.unchanged += 1
                 result.done.add(record.signature)
                 continue
             rest.append(record)
+        return rest
+
+    def changed(self, table: str, items: Sequence[Item], stored: Iterable[Item]) -> list[Item]:
+        """The items an upsert with these stored versions would not count unchanged (``ItemStore.changed``)."""
+        info = self.catalog.info(table)
+        known = versions_of(info, stored)
+        rest: list[Item] = []
+        for item in items:
+            try:
+                _, signature = guarded_encoding(codec.encode_key, item, info.key_schema)
+            except (codec.CodecError, AttributeError):  # not an item, or no valid key: the upsert reports it
+                rest.append(item)
+                continue
+            if not _known_unchanged(item, signature, known, self.bookkeeping):
+                rest.append(item)
         return rest
 
     def _complete_all(self, result: ChunkResult, records: Sequence[Record]) -> list[Record]:
@@ -179,6 +188,20 @@ class UpsertPlanner:
                 raise
             result.fail_records(records, f"could not read the stored version: {exc.message}")
             return None
+
+
+def _known_unchanged(
+    plain: Mapping[str, Any], signature: tuple[str, ...], known: Versions, bookkeeping: frozenset[str]
+) -> bool:
+    """Whether an item's plain content hashes to its stored version's hash (an item carrying the reserved
+    ``contentHash`` never does: the full encoding refuses it)."""
+    stored = known.get(signature)
+    return (
+        stored is not None
+        and stored[0] is not None
+        and HASH_ATTRIBUTE not in plain
+        and codec.plain_content_hash(plain, bookkeeping) == stored[0]
+    )
 
 
 def _changed(result: ChunkResult, records: Sequence[Record], stored: Versions) -> list[Record]:
