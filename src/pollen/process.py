@@ -22,3 +22,11 @@ def tune_collector() -> None:
     if current[0] == 0:
         return
     gc.set_threshold(*(max(now, wanted) for now, wanted in zip(current, COLLECTOR_THRESHOLDS, strict=False)))
+
+
+def skip_final_collections() -> None:
+    """For a process about to end: move every object alive out of the cycle collector's reach, so that the
+    interpreter's collections at shutdown skip them (0.2 s of a `pollen sync assets` at 12,000 assets, measured
+    against ``os._exit``). Nothing is freed early or left unflushed: the objects stay alive until the process ends,
+    exit handlers still run, and a command has closed its files and clients before this is called."""
+    gc.freeze()

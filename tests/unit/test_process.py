@@ -1,4 +1,5 @@
-"""The process settings the entry points apply: the cycle collector's thresholds."""
+"""The process settings the entry points apply: the cycle collector's thresholds, and no final collections of what
+a finished command leaves alive."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pollen.process import COLLECTOR_THRESHOLDS, tune_collector
+from pollen.process import COLLECTOR_THRESHOLDS, skip_final_collections, tune_collector
 
 
 @pytest.fixture
@@ -40,3 +41,32 @@ def test_the_entry_points_tune_the_collector_before_their_imports(package: str, 
     code = f"import gc, sys, {package}\nsys.stderr.write(repr((gc.get_threshold(), {heavy_import!r} in sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stderr.strip().endswith(repr((COLLECTOR_THRESHOLDS, False)))
+
+
+def test_skipping_the_final_collections_keeps_every_object_alive_and_out_of_the_collectors_reach() -> None:
+    kept: list[object] = [{"symbol": "AAPL"}]
+    kept.append(kept)  # a cycle: only a collection could free it
+    assert any(tracked is kept for tracked in gc.get_objects())
+    try:
+        skip_final_collections()
+        assert not any(tracked is kept for tracked in gc.get_objects())  # no generation holds it any more
+        gc.collect()
+        assert kept[1] is kept
+        assert kept[0] == {"symbol": "AAPL"}
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["no-such-command"]], ids=["succeeds", "fails"])
+def test_the_pollen_command_skips_the_final_collections_when_it_ends(argv: list[str]) -> None:
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: sys.stderr.write(f'frozen={gc.get_freeze_count()}'))\n"
+        "from pollen.cli.app import main\n"
+        f"sys.argv = ['pollen', *{argv!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    frozen = int(done.stderr.rsplit("frozen=", 1)[1])
+    assert frozen > 10_000  # the command's modules and objects, frozen after it ran, whether it succeeded or not
+    assert done.returncode == (0 if argv == ["--help"] else 2)

@@ -14,6 +14,7 @@ from pollen.cli.local import local
 from pollen.cli.pollenate import pollenate
 from pollen.cli.queries import assets, earnings
 from pollen.cli.status import status
+from pollen.process import skip_final_collections
 
 app = typer.Typer(
     name="pollen",
@@ -68,4 +69,8 @@ app.command("status")(status)
 
 
 def main() -> None:
-    app()
+    """The ``pollen`` command: runs one command, then the process ends."""
+    try:
+        app()
+    finally:
+        skip_final_collections()
