@@ -4,13 +4,19 @@ a finished command leaves alive."""
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from pollen.process import COLLECTOR_THRESHOLDS, skip_final_collections, tune_collector
+from pollen.process import (
+    COLLECTOR_THRESHOLDS,
+    PYDANTIC_PLUGINS_VARIABLE,
+    skip_final_collections,
+    tune_collector,
+)
 
 
 @pytest.fixture
@@ -70,3 +76,28 @@ def test_the_pollen_command_skips_the_final_collections_when_it_ends(argv: list[
     frozen = int(done.stderr.rsplit("frozen=", 1)[1])
     assert frozen > 10_000  # the command's modules and objects, frozen after it ran, whether it succeeded or not
     assert done.returncode == (0 if argv == ["--help"] else 2)
+
+
+#: Imports an entry point, builds a model, and says whether pydantic looked for plugins (its cache stays None if not).
+_PLUGIN_PROBE = """
+import sys, {package}
+from pydantic import BaseModel
+import pydantic.plugin._loader as loader
+class Probe(BaseModel):
+    value: int
+Probe(value=1)
+sys.stderr.write("searched" if loader._plugins is not None else "skipped")
+"""
+
+
+@pytest.mark.parametrize("package", ["pollen.cli", "pollen.handlers"], ids=["cli", "lambda"])
+@pytest.mark.parametrize(("preset", "expected"), [(None, "skipped"), ("", "searched")], ids=["default", "user-set"])
+def test_the_entry_points_skip_pydantic_plugin_discovery_unless_the_user_set_it(
+    package: str, preset: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != PYDANTIC_PLUGINS_VARIABLE}
+    if preset is not None:
+        env[PYDANTIC_PLUGINS_VARIABLE] = preset
+    code = _PLUGIN_PROBE.format(package=package)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env)
+    assert done.stderr.strip().endswith(expected)
