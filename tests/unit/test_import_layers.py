@@ -11,7 +11,7 @@ Layers, lowest first:
     entry     cli, handlers                (neither imports the other; handlers never import local)
 
 Below the entry points only the composition root and the adapters build clients, and only settings (and the local
-tools) read the environment.
+tools, and ``process``: the process set-up the entry points apply) read the environment.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ CLIENT_BUILDERS = {
 }
 CLIENT_BUILDERS_ALLOWED = ("pollen.wiring", "pollen.aws", "pollen.adapters", "pollen.local")
 ENVIRONMENT_READS = {"os.environ", "os.getenv", "os.environ.get", "getenv", "environ"}
-ENVIRONMENT_ALLOWED = ("pollen.settings", "pollen.local")
+ENVIRONMENT_ALLOWED = ("pollen.settings", "pollen.local", "pollen.process")
 
 
 @dataclass(frozen=True)
