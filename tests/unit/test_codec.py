@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import pytest
@@ -232,6 +232,33 @@ def test_fast_number_path_matches_the_general_one(value: Any) -> None:
 )  # fmt: skip
 def test_fast_number_path_on_edge_cases(text: str) -> None:
     assert _fast_outcome(Decimal(text)) == _number_outcome(Decimal(text))
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None),
+    st.integers(min_value=0, max_value=45),
+    st.booleans(),
+)
+@settings(max_examples=examples(300, nightly=10_000), deadline=None)
+def test_remembered_numbers_give_each_spelling_of_a_value_its_own_general_outcome(
+    value: Decimal, extra_zeros: int, negate_zero: bool
+) -> None:
+    """Numbers are remembered by value: every spelling of one value (30, 30.0, 3E+1, -0 and 0), asked in any order,
+    gets what the general path gives that spelling, refusals included."""
+    sign, digits, exponent = value.as_tuple()
+    respelled = Decimal((sign, (*digits, *(0,) * extra_zeros), int(exponent) - extra_zeros))
+    if negate_zero and not value:
+        respelled = -respelled
+    for spelling in (value, respelled, value.normalize(Context(prec=200)), respelled):
+        assert spelling == value
+        assert _fast_outcome(spelling) == _number_outcome(spelling)
+
+
+@pytest.mark.parametrize("text", ["sNaN", "-sNaN", "NaN", "Infinity", "-Infinity"])
+def test_numbers_that_cannot_be_remembered_are_refused_as_numbers(text: str) -> None:
+    assert _fast_outcome(Decimal(text))[0] == "error"
+    with pytest.raises(CodecError):
+        codec.number_text(Decimal(text))
 
 
 _key_strings = st.one_of(st.text(max_size=12), st.text(max_size=3).map(lambda s: s * 700), st.just("é" * 513))

@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Context, Decimal
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -58,14 +59,21 @@ def _number(value: Any) -> tuple[str, int]:
             digits = len(text.lstrip("-").rstrip("0")) or 1
             return text, (digits + 1) // 2 + 1
     elif kind is Decimal:
-        plain = _plain_number(value)
-        if plain is not None:
-            return plain
+        if value.is_finite():
+            return _decimal_number(value)
     elif kind is float and math.isfinite(value):
         plain = _plain_number(Decimal(repr(value)))
         if plain is not None:
             return plain
     return _number_general(value)
+
+
+@lru_cache(maxsize=4096)
+def _decimal_number(number: Decimal) -> tuple[str, int]:
+    """:func:`_number` of a finite Decimal, remembered: the text and size depend on the value only (equal Decimals
+    such as ``30`` and ``30.0`` have one canonical text), and items repeat a few values on every item (margin
+    requirements of 30, increments of 0.01), worked out once instead of once per item."""
+    return _plain_number(number) or _number_general(number)
 
 
 def _plain_number(number: Decimal) -> tuple[str, int] | None:
@@ -208,7 +216,7 @@ def encode_item_sized(item: Mapping[str, Any]) -> tuple[WireItem, int]:
             encoded[name] = {"S": value}
             value_bytes = len(value) if value.isascii() else len(value.encode("utf-8"))
         elif kind is Decimal or kind is int or kind is float:
-            text, value_bytes = (kind is Decimal and _plain_number(value)) or _number(value)
+            text, value_bytes = _number(value)
             encoded[name] = {"N": text}
         elif kind is bool:
             encoded[name] = {"BOOL": value}
@@ -448,7 +456,7 @@ def plain_content_hash(item: Mapping[str, Any], ignore: frozenset[str]) -> str |
             elif kind is bool:
                 append(_json_string(name) + (_TRUE_TEXT if value else _FALSE_TEXT))
             elif kind is Decimal or kind is int:
-                text = ((kind is Decimal and _plain_number(value)) or _number(value))[0]
+                text = _number(value)[0]
                 append(f'{_json_string(name)}:{{"N":"{text}"}}')
             elif kind is list and all(type(entry) is str for entry in value):
                 texts = ",".join(['{"S":' + _json_string(entry) + "}" for entry in value])
