@@ -5,7 +5,8 @@ why it is equivalent); ``tests/integration/test_motopatch_differential.py`` send
 stock and a patched server and compares the responses.
 
 - ``serializer``: attribute values (and a page of items) serialized directly instead of through botocore's model.
-- ``ordering``: Query and Scan sort on native key values computed once; a base-table Query reads its partition only.
+- ``ordering``: Query and Scan sort on native key values computed once; a base-table Query reads its partition only;
+  a Scan page walks its segment from its start key, not the whole table.
 - ``transactions``: TransactWriteItems saves and restores the items it addresses, not deep copies of whole tables.
 - ``itemsize``: an item's size summed once while it is built, and remembered during a Query or Scan.
 - ``projection``: a projection converts only the projected attributes; a projected Query or Scan does not deep-copy

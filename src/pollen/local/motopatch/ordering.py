@@ -1,4 +1,5 @@
-"""Query and Scan order items by native key values computed once; a base-table Query reads only its partition.
+"""Query and Scan order items by native key values computed once; a base-table Query reads only its partition; a
+Scan page walks only its segment, from its start key on.
 
 What moto does: every Query and Scan page sorts the whole table (``Table.all_items``, ``Table.sorted_items``) with a
 key of ``DynamoType`` objects, whose comparisons convert the stored string to a ``Decimal`` (or read it) on every
@@ -8,6 +9,9 @@ whose hash key equals the queried one. Measured: 92% of a GSI Query with Limit 2
 What the patch does: the same sorts with a key of native values (``DynamoType.cast_value``) computed once per item;
 and while a base-table Query runs, ``all_items`` returns just the queried partition (``Table.items[hash_key]``), in
 range-key order; while an index Query runs, ``all_items`` returns the items unsorted, already narrowed to the queried string index key.
+While a base-table Scan runs, ``all_items`` returns the items of its segment (kept per segment with the table's
+order), from just after the item whose key is the start key: moto's Scan tests every item of the table against the
+segment and the start key on every page, so a page cost a walk of the table; here a page walks what it returns.
 
 A whole-table order is kept (per table, weakly) with the identities of the items it was computed from, and reused
 while the table holds exactly those item objects in the same dict order: a Scan's pages and segments then sort once
@@ -30,6 +34,14 @@ kept order holds references to its items, so their identities cannot be reused b
 an item's key never changes in place (moto sets it in ``Item.__init__`` only), so the same objects in the same order
 sort the same way. Any put (a new item object), delete or insert changes the identities and the order is sorted
 again.
+
+Why the Scan's walk is the same: moto skips every item outside the segment (the kept segment list is the table
+order filtered by the same ``is_within_segment``), then, with a start key, every item until the first one that does
+not come before or at the start key, and from there on takes items in order. The start key's item is found by its
+key's exact (tag, text) pairs, for string and number keys only; the kept order sorts on the same native values that
+the start-key comparison compares, so the items before it and itself all come before or at it, and the next one
+does not: moto's walk resumes exactly there. A start key that matches no stored item (deleted since) or that is
+not such a key gets the whole segment, and moto's walk finds the place as it always does.
 """
 
 from __future__ import annotations
@@ -47,6 +59,8 @@ _original_all_items: Callable[..., list[Any]] = Table.all_items
 _original_sorted_items: Callable[..., list[Any]] = Table.sorted_items
 _original_query: Callable[..., Any] = Table.query
 _query_signature = inspect.signature(_original_query)
+_original_scan: Callable[..., Any] = Table.scan
+_scan_signature = inspect.signature(_original_scan)
 
 #: The (table, hash key, []) of the base-table Query running on this thread, or (table, _INDEX, string conditions)
 #: for an index Query.
@@ -57,6 +71,10 @@ _INDEX = object()
 _table_orders: weakref.WeakKeyDictionary[Any, tuple[list[int], list[Any]]] = weakref.WeakKeyDictionary()
 #: Held while a whole-table order is computed: requests run on concurrent server threads.
 _sorting = threading.Lock()
+#: Per table: the kept order a Scan's segments were taken from, and per segment its items and their positions.
+_segment_orders: weakref.WeakKeyDictionary[Any, tuple[list[Any], dict[Any, Any]]] = weakref.WeakKeyDictionary()
+#: The (table, segments, start key) of the base-table Scan running on this thread.
+_scan_read = threading.local()
 
 
 def _native(value: Any) -> Any:
@@ -118,6 +136,9 @@ def all_items(self: Any) -> list[Any]:
         items = _stored_items(self, [] if partition is None else [partition])
         ordered = native_order(items, _table_key)
         return ordered if ordered is not None else _original_all_items(self)
+    scan_read = getattr(_scan_read, "value", None)
+    if scan_read is not None and scan_read[0] is self:
+        return _scan_remainder(self, scan_read[1], scan_read[2])
     return _whole_table_order(self)
 
 
@@ -148,21 +169,94 @@ def _string_conditions(conditions: Any) -> list[tuple[str, str]]:
 
 def _whole_table_order(table: Any) -> list[Any]:
     """Every item in (hash, range) order, sorted again only when the table holds other item objects."""
+    ordered = _kept_order(table)
+    return list(ordered) if ordered is not None else _original_all_items(table)
+
+
+def _kept_order(table: Any) -> list[Any] | None:
+    """The table's kept order (not a copy: never changed in place), sorted again only when the table holds other
+    item objects; None when native values cannot sort it as moto would."""
     items = _stored_items(table, table.items.values())
     identities = list(map(id, items))
     kept = _table_orders.get(table)
     if kept is not None and kept[0] == identities:
-        return list(kept[1])
+        return kept[1]
     with _sorting:
         # A parallel Scan's segments ask at once for their first pages: one sorts, the others reuse its order.
         kept = _table_orders.get(table)
         if kept is not None and kept[0] == identities:
-            return list(kept[1])
+            return kept[1]
         ordered = native_order(items, _table_key)
         if ordered is None:
-            return _original_all_items(table)
+            return None
         _table_orders[table] = (identities, ordered)
-    return list(ordered)
+    return ordered
+
+
+def _scan_remainder(table: Any, segments: Any, start: dict[str, Any] | None) -> list[Any]:
+    """What a base-table Scan page walks: the segment's items in table order, from just after the start key."""
+    ordered = _kept_order(table)
+    if ordered is None:
+        return _original_all_items(table)
+    members, positions = _segment_of(table, ordered, segments)
+    if not start:
+        return list(members)
+    at = positions.get(_start_key(table, start)) if positions is not None else None
+    if at is None:  # the start key is not stored (deleted since), or not a plain key: moto's walk finds the place
+        return list(members)
+    return members[at + 1 :]
+
+
+def _segment_of(table: Any, ordered: list[Any], segments: Any) -> tuple[list[Any], dict[Any, int] | None]:
+    """The items of ``ordered`` in the segment (all of them for a Scan without segments) and each one's position by
+    its plain key, kept with the order they were taken from."""
+    kept = _segment_orders.get(table)
+    if kept is None or kept[0] is not ordered:
+        kept = (ordered, {})
+        _segment_orders[table] = kept
+    found = kept[1].get(segments)
+    if found is None:
+        members = (
+            ordered if segments == (None, None) else [item for item in ordered if item.is_within_segment(segments)]
+        )
+        found = kept[1][segments] = (members, _positions(members))
+    return found
+
+
+def _positions(members: list[Any]) -> dict[Any, int] | None:
+    """Each item's position by its key's (tag, text) pairs; None unless every key value is a string or number held as
+    text (the keys the start-key comparison orders natively, as the kept order was sorted)."""
+    positions: dict[Any, int] = {}
+    for position, item in enumerate(members):
+        key = _plain_key(_table_key(item))
+        if key is None:
+            return None
+        positions[key] = position
+    return positions
+
+
+def _plain_key(values: Sequence[Any]) -> tuple[tuple[str, str], ...] | None:
+    plain = []
+    for value in values:
+        if value.type not in ("S", "N") or type(value.value) is not str:
+            return None
+        plain.append((value.type, value.value))
+    return tuple(plain)
+
+
+def _start_key(table: Any, start: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The start key's (tag, text) pairs, in the table key's order; None for anything else."""
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    plain = []
+    for name in names:
+        value = start.get(name)
+        if not isinstance(value, dict) or len(value) != 1:
+            return None
+        ((tag, text),) = value.items()
+        if tag not in ("S", "N") or type(text) is not str:
+            return None
+        plain.append((tag, text))
+    return tuple(plain)
 
 
 def sorted_items(
@@ -204,7 +298,20 @@ def query(self: Any, *args: Any, **kwargs: Any) -> Any:
         _partition_query.value = None
 
 
+def scan(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """moto's ``Table.scan``; tells ``all_items`` the segment and start key of a base-table Scan."""
+    arguments = _scan_signature.bind(self, *args, **kwargs).arguments
+    if arguments.get("index_name"):
+        return _original_scan(self, *args, **kwargs)
+    _scan_read.value = (self, arguments.get("segments", (None, None)), arguments.get("exclusive_start_key"))
+    try:
+        return _original_scan(self, *args, **kwargs)
+    finally:
+        _scan_read.value = None
+
+
 def apply() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
+    Table.scan = scan  # type: ignore[method-assign]
     Table.sorted_items = sorted_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
